@@ -1,0 +1,180 @@
+"""Dynamic micro-batching: concurrent requests to one graph share one ONNX Runtime call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.runtime.errors import ModelNotReady
+from service.runtime.observer import Graph, InferenceObserver
+
+logger = logging.getLogger(__name__)
+
+RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass
+class _Request:
+    rows: np.ndarray
+    future: asyncio.Future[list[np.ndarray]]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+_STOP = object()
+
+
+def timed_run(run: RunFn, rows: np.ndarray) -> tuple[list[np.ndarray], float, float]:
+    """Run in the executor thread; returns outputs, start time and seconds spent in the run."""
+    started = time.perf_counter()
+    outputs = list(run(rows))
+    return outputs, started, time.perf_counter() - started
+
+
+class MicroBatcher:
+    """One worker task per graph takes everything queued (up to ``max_batch_size`` rows),
+    runs it as one call in the executor, and splits the outputs back in request order.
+
+    A request larger than ``max_batch_size`` is split into chunks that are queued in order.
+    Only one call per graph is in flight; requests arriving meanwhile form the next batch.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        run: RunFn,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        executor: Executor,
+        observer: InferenceObserver,
+    ) -> None:
+        self.graph = graph
+        self._run = run
+        self._max_rows = max_batch_size
+        self._max_wait = max_wait_ms / 1000.0
+        self._executor = executor
+        self._observer = observer
+        self._queue: asyncio.Queue[_Request | object] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = True
+
+    def start(self) -> None:
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._worker(), name=f"vae-batcher-{self.graph}"
+        )
+
+    async def stop(self) -> None:
+        """Refuse new requests, finish everything already queued, end the worker."""
+        if self._task is None:
+            return
+        self._closed = True
+        self._queue.put_nowait(_STOP)
+        await self._task
+        self._task = None
+
+    async def submit(self, rows: np.ndarray) -> list[np.ndarray]:
+        if self._closed:
+            raise ModelNotReady(f"{self.graph} is not accepting requests")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, rows.shape[0], self._max_rows):
+            future: asyncio.Future[list[np.ndarray]] = loop.create_future()
+            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], future))
+            futures.append(future)
+        if len(futures) == 1:
+            return await futures[0]
+        parts = await asyncio.gather(*futures)
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+    async def _worker(self) -> None:
+        try:
+            await self._batches()
+        finally:
+            # Whatever made the worker end, nobody may wait forever on a queued request.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Request) and not item.future.done():
+                    item.future.set_exception(ModelNotReady(f"{self.graph} batcher stopped"))
+
+    async def _batches(self) -> None:
+        carried: _Request | None = None
+        while True:
+            first = carried if carried is not None else await self._queue.get()
+            carried = None
+            if first is _STOP:
+                return
+            assert isinstance(first, _Request)
+            batch = [first]
+            rows = first.rows.shape[0]
+            stop_after = False
+            deadline = time.perf_counter() + self._max_wait
+            while rows < self._max_rows:
+                item = await self._next(deadline)
+                if item is None:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                assert isinstance(item, _Request)
+                if rows + item.rows.shape[0] > self._max_rows:
+                    carried = item
+                    break
+                batch.append(item)
+                rows += item.rows.shape[0]
+            await self._run_batch(batch)
+            if stop_after:
+                if carried is not None:
+                    await self._run_batch([carried])
+                return
+
+    async def _next(self, deadline: float) -> _Request | object | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), remaining)
+        except TimeoutError:
+            return None
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        # Callers that gave up (client disconnected) need no compute.
+        batch = [r for r in batch if not r.future.done()]
+        if not batch:
+            return
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([r.rows for r in batch])
+        loop = asyncio.get_running_loop()
+        try:
+            outputs, started, seconds = await loop.run_in_executor(
+                self._executor, timed_run, self._run, rows
+            )
+        except Exception as exc:
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        self._observe(batch, rows.shape[0], started, seconds)
+        offset = 0
+        for request in batch:
+            n = request.rows.shape[0]
+            if not request.future.done():
+                request.future.set_result([out[offset : offset + n] for out in outputs])
+            offset += n
+
+    def _observe(self, batch: list[_Request], rows: int, started: float, seconds: float) -> None:
+        # A broken metrics hook must never fail inference.
+        try:
+            for request in batch:
+                self._observer.queued(self.graph, max(0.0, started - request.enqueued_at))
+            self._observer.inference(self.graph, rows, len(batch), seconds)
+        except Exception:
+            logger.exception("inference observer failed")

@@ -1,0 +1,58 @@
+"""Plain option objects for the runtime; the API layer fills them from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How ONNX Runtime sessions are created.
+
+    ``providers``: ``("auto",)`` picks CUDA when this onnxruntime build offers it, else CPU;
+    otherwise an ordered list of provider names (short aliases like ``"cuda"`` and ``"cpu"``
+    are accepted). Thread counts of 0 let ONNX Runtime choose.
+    """
+
+    providers: tuple[str, ...] = ("auto",)
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: GraphOptimization = "all"
+    allow_spinning: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.providers, str):
+            raise ValueError("providers must be a sequence of names, not one string")
+        if not self.providers:
+            raise ValueError("providers must name at least one execution provider")
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must be >= 0 (0 = ONNX Runtime default)")
+        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise ValueError(f"unknown graph_optimization {self.graph_optimization!r}")
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """Dynamic micro-batching of concurrent requests into one ONNX Runtime call per graph.
+
+    ``max_wait_ms`` = 0 batches only what is already queued when the previous run ends, so a
+    lone request never waits.
+    """
+
+    enabled: bool = True
+    max_batch_size: int = 256
+    max_wait_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        if not self.max_wait_ms >= 0:
+            raise ValueError("max_wait_ms must be >= 0")
+
+
+# Module-level defaults so signatures can show them without a call in the default (B008).
+DEFAULT_SESSION_OPTIONS = SessionOptions()
+DEFAULT_BATCHING_OPTIONS = BatchingOptions()

@@ -1,0 +1,210 @@
+"""The async facade the HTTP routes call: validation, per-call randomness, micro-batching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.runtime.batching import MicroBatcher, RunFn, timed_run
+from service.runtime.errors import InvalidInput, ModelNotReady
+from service.runtime.interpolation import METHODS
+from service.runtime.model import VAEModel
+from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
+from service.runtime.options import DEFAULT_BATCHING_OPTIONS, BatchingOptions
+
+logger = logging.getLogger(__name__)
+
+# Seeds the service draws itself fit in 63 bits so every JSON client and int64 column holds them.
+SEED_BITS = 63
+MAX_SEED = 2**64 - 1
+# ORT releases the GIL during a run; two threads let the encoder and decoder overlap without
+# oversubscribing a worker process that already has intra-op threads.
+EXECUTOR_THREADS = 2
+
+
+@dataclass
+class EncodeResult:
+    mu: np.ndarray
+    sigma: np.ndarray
+    z: np.ndarray
+    seed: int
+
+
+@dataclass
+class GenerateResult:
+    z: np.ndarray
+    images: np.ndarray
+    seed: int | None
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The caller's seed after checking it, or a fresh one (returned so it can be replayed)."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy) & ((1 << SEED_BITS) - 1)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InvalidInput("seed", f"must be an integer, got {type(seed).__name__}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidInput("seed", f"must be between 0 and {MAX_SEED}, got {seed}")
+    return int(seed)
+
+
+def _standard_normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    # float64 draws (cast after) match np.random.default_rng(seed).standard_normal(shape),
+    # so a client can reproduce the noise with plain numpy.
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+class VAEService:
+    def __init__(
+        self,
+        model: VAEModel,
+        batching: BatchingOptions = DEFAULT_BATCHING_OPTIONS,
+        observer: InferenceObserver = NULL_OBSERVER,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.model = model
+        self.latent_dim = model.latent_dim
+        self.image_size = model.image_size
+        self.batching = batching
+        self.observer = observer
+        self.ready = False
+        self._given_executor = executor
+        self._executor: ThreadPoolExecutor | None = executor
+        self._encoder_batcher: MicroBatcher | None = None
+        self._decoder_batcher: MicroBatcher | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Warm up off the event loop, start the batchers, then report ready."""
+        if self.ready:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="vae-ort")
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        await loop.run_in_executor(self._executor, self.model.warmup)
+        logger.info("model warm in %.3f s", time.perf_counter() - started)
+        if self.batching.enabled:
+            self._encoder_batcher = self._batcher("encoder", self.model.run_encoder)
+            self._decoder_batcher = self._batcher("decoder", self._decode_rows)
+            self._encoder_batcher.start()
+            self._decoder_batcher.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Stop taking requests, finish queued ones, release the executor if it is ours."""
+        self.ready = False
+        for batcher in (self._encoder_batcher, self._decoder_batcher):
+            if batcher is not None:
+                await batcher.stop()
+        self._encoder_batcher = self._decoder_batcher = None
+        if self._executor is not None and self._given_executor is None:
+            executor, self._executor = self._executor, None
+            # Waits for unbatched runs still in flight without blocking the event loop.
+            await asyncio.to_thread(executor.shutdown, wait=True)
+
+    def _batcher(self, graph: Graph, run: RunFn) -> MicroBatcher:
+        assert self._executor is not None
+        return MicroBatcher(
+            graph,
+            run,
+            max_batch_size=self.batching.max_batch_size,
+            max_wait_ms=self.batching.max_wait_ms,
+            executor=self._executor,
+            observer=self.observer,
+        )
+
+    def _decode_rows(self, z: np.ndarray) -> tuple[np.ndarray]:
+        return (self.model.run_decoder(z),)
+
+    # -- inference -------------------------------------------------------------------------
+
+    async def _infer(self, graph: Graph, rows: np.ndarray) -> list[np.ndarray]:
+        if not self.ready or self._executor is None:
+            raise ModelNotReady("the model is not loaded and warm yet")
+        batcher = self._encoder_batcher if graph == "encoder" else self._decoder_batcher
+        if batcher is not None:
+            return await batcher.submit(rows)
+        run = self.model.run_encoder if graph == "encoder" else self._decode_rows
+        submitted = time.perf_counter()
+        outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
+            self._executor, timed_run, run, rows
+        )
+        try:
+            self.observer.queued(graph, max(0.0, started - submitted))
+            self.observer.inference(graph, rows.shape[0], 1, seconds)
+        except Exception:
+            logger.exception("inference observer failed")
+        return outputs
+
+    async def encode(self, images: np.ndarray, seed: int | None = None) -> EncodeResult:
+        """mu, sigma and one sample z = mu + sigma * w, w ~ N(0, I) from this call's seed."""
+        rows = self.model.check_images(images)
+        seed = resolve_seed(seed)
+        mu, sigma = await self._infer("encoder", rows)
+        w = _standard_normal(seed, mu.shape).astype(np.float32)
+        return EncodeResult(mu=mu, sigma=sigma, z=mu + sigma * w, seed=seed)
+
+    async def encode_mean(self, images: np.ndarray) -> np.ndarray:
+        """The posterior means only: (n, latent_dim)."""
+        mu, _ = await self._infer("encoder", self.model.check_images(images))
+        return mu
+
+    async def decode(self, z: np.ndarray) -> np.ndarray:
+        """(n, latent_dim) -> (n, 784) in [0, 1]."""
+        (images,) = await self._infer("decoder", self.model.check_latents(z))
+        return images
+
+    async def sample(
+        self, n: int, seed: int | None = None, temperature: float = 1.0
+    ) -> GenerateResult:
+        """n images decoded from z ~ N(0, temperature^2 I)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise InvalidInput("n", f"must be an integer >= 1, got {n!r}")
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float | np.floating | np.integer)
+            or not math.isfinite(temperature)
+            or temperature < 0
+        ):
+            raise InvalidInput("temperature", f"must be a finite number >= 0, got {temperature!r}")
+        seed = resolve_seed(seed)
+        z = (_standard_normal(seed, (int(n), self.latent_dim)) * float(temperature)).astype(
+            np.float32
+        )
+        (images,) = await self._infer("decoder", z)
+        return GenerateResult(z=z, images=images, seed=seed)
+
+    async def interpolate(
+        self, start_z: np.ndarray, end_z: np.ndarray, steps: int, method: str = "linear"
+    ) -> GenerateResult:
+        """``steps`` latents from start_z to end_z (both included) and their images."""
+        if method not in METHODS:
+            raise InvalidInput("method", f"must be one of {sorted(METHODS)}, got {method!r}")
+        start = self._latent_vector(start_z, "start_z")
+        end = self._latent_vector(end_z, "end_z")
+        z = METHODS[method](start, end, steps)
+        (images,) = await self._infer("decoder", z)
+        return GenerateResult(z=z, images=images, seed=None)
+
+    def _latent_vector(self, value: np.ndarray, field: str) -> np.ndarray:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(field, f"must be a numeric vector: {exc}") from None
+        if array.dtype.kind not in "fiu":
+            raise InvalidInput(field, f"must contain numbers, got dtype {array.dtype}")
+        if array.ndim == 2 and array.shape[0] == 1:
+            array = array[0]
+        if array.shape != (self.latent_dim,):
+            raise InvalidInput(
+                field, f"must be a vector of {self.latent_dim} numbers, got shape {array.shape}"
+            )
+        return array.astype(np.float32)
