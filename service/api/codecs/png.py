@@ -1,0 +1,136 @@
+"""Images <-> numpy with Pillow: base64 images in, PNG grids and animated GIFs out.
+
+Uploaded images are checked against a pixel budget from their header before any pixel is
+decoded, so a small file declaring a huge canvas (a decompression bomb) costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from service.api.errors import invalid
+
+IMAGE_SIDE = 28
+MAX_UPLOAD_SIDE = 4096
+MAX_UPLOAD_PIXELS = MAX_UPLOAD_SIDE * MAX_UPLOAD_SIDE
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+SCALE = 4  # answers are upscaled so a person can see a 28x28 digit
+PADDING = 2
+FRAME_MS = 120
+
+# Pillow's own guard as a second line of defence; errors (not warnings) beyond our budget.
+Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
+
+
+def decode_base64_image(text: str, field: str) -> np.ndarray:
+    """A base64 (optionally `data:` URL) image of any size and mode -> (784,) float32 in [0, 1]."""
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(field, "invalid base64") from None
+    return decode_image(raw, field)
+
+
+def decode_image(raw: bytes, field: str) -> np.ndarray:
+    if not raw:
+        raise invalid(field, "empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise invalid(field, _too_big_message()) from None
+    except Exception:
+        raise invalid(field, "not an image (expected PNG, JPEG, GIF, BMP or WebP)") from None
+    width, height = im.size
+    if width < 1 or height < 1 or width > MAX_UPLOAD_SIDE or height > MAX_UPLOAD_SIDE:
+        raise invalid(field, f"image is {width}x{height}; {_too_big_message()}")
+    try:
+        im.load()
+        gray = im.convert("L")
+        if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
+            # Area averaging when shrinking (no aliasing), bilinear when enlarging.
+            shrinking = gray.width > IMAGE_SIDE or gray.height > IMAGE_SIDE
+            method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+            gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), method)
+    except Exception:
+        raise invalid(field, "image data is truncated or corrupt") from None
+    return np.asarray(gray, dtype=np.float32).reshape(-1) / np.float32(255.0)
+
+
+def _too_big_message() -> str:
+    return f"images may be at most {MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels"
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    """(n, 784) in [0, 1] -> (n, 28, 28) uint8."""
+    clipped = np.clip(images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE), 0.0, 1.0)
+    return (clipped * 255.0 + 0.5).astype(np.uint8)
+
+
+def _upscale(pixels: np.ndarray) -> np.ndarray:
+    return pixels.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+
+
+def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """(n, 784) -> one uint8 canvas: a near-square grid, or `columns` wide."""
+    tiles = _to_uint8(images)
+    n = tiles.shape[0]
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    step = IMAGE_SIDE + PADDING
+    canvas = np.full((rows * step + PADDING, cols * step + PADDING), 64, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = PADDING + r * step, PADDING + c * step
+        canvas[y : y + IMAGE_SIDE, x : x + IMAGE_SIDE] = tiles[i]
+    return _upscale(canvas)
+
+
+def encode_png(images: np.ndarray, *, strip: bool = False) -> bytes:
+    """One PNG: the single image, or a grid (a one-row strip with `strip`) of all of them."""
+    if images.shape[0] == 1:
+        canvas = _upscale(_to_uint8(images)[0])
+    else:
+        canvas = tile(images, columns=images.shape[0] if strip else None)
+    buf = io.BytesIO()
+    Image.fromarray(canvas, mode="L").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def encode_gif(images: np.ndarray) -> bytes:
+    """An animated GIF, one frame per image, looping.
+
+    A progress bar under each frame keeps consecutive frames distinct: Pillow merges identical
+    frames, and the answer promises exactly one frame per step.
+    """
+    frames = _to_uint8(images)
+    n = frames.shape[0]
+    width = IMAGE_SIDE * SCALE
+    bar = max(1, SCALE)
+    pictures = []
+    for i in range(n):
+        canvas = np.zeros((IMAGE_SIDE * SCALE + bar, width), dtype=np.uint8)
+        canvas[: IMAGE_SIDE * SCALE] = _upscale(frames[i])
+        canvas[IMAGE_SIDE * SCALE :, : max(1, round(width * (i + 1) / n))] = 160
+        pictures.append(Image.fromarray(canvas, mode="L"))
+    buf = io.BytesIO()
+    pictures[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=pictures[1:],
+        duration=FRAME_MS,
+        loop=0,
+        optimize=False,
+    )
+    return buf.getvalue()

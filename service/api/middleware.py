@@ -1,0 +1,164 @@
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request).
+
+- `RequestObserver`: request id, one structured log line and metrics per request, and a JSON
+  500 for anything unexpected (logged with the request id, nothing leaked to the client).
+- `BodyLimit`: 413 from Content-Length up front, or while counting streamed chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import REQUEST_ID_KEY, BodyTooLargeError, error_body
+from service.api.metrics import Metrics
+
+access_log = logging.getLogger("service.access")
+error_log = logging.getLogger("service.api")
+
+_REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+async def _send_error(send: Send, status: int, body: bytes, request_id: str | None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestObserver:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _REQUEST_ID_OK.match(value):
+                request_id = value.decode()
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        scope[REQUEST_ID_KEY] = request_id
+        state: dict[str, Any] = {"status": 500, "started": False, "error_code": None}
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                state["status"] = message["status"]
+                headers = list(message.get("headers", ()))
+                for name, value in headers:
+                    if name == b"x-error-code":
+                        state["error_code"] = value.decode()
+                headers.append(rid_header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            error_log.exception(
+                "unhandled error", extra={"request_id": request_id, "path": scope.get("path")}
+            )
+            state["status"] = 500
+            state["error_code"] = "internal_error"
+            if not state["started"]:
+                body = error_body(
+                    "internal_error", "internal server error", None, request_id=request_id
+                )
+                await _send_error(send, 500, body, request_id)
+        finally:
+            seconds = time.perf_counter() - start
+            route_obj = scope.get("route")
+            route = getattr(route_obj, "path", None) or "unmatched"
+            status = state["status"]
+            method = scope["method"]
+            self.metrics.observe_request(route, method, status, seconds)
+            if status >= 400:
+                self.metrics.observe_error(route, state["error_code"] or str(status))
+            if self.access_log_enabled:
+                access_log.info(
+                    "%s %s %d",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status,
+                        "latency_ms": round(seconds * 1000.0, 3),
+                    },
+                )
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await self._refuse(scope, send)
+                    return
+                break
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLargeError(self.limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLargeError:
+            if started:
+                raise
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = error_body(
+            "body_too_large", f"request body exceeds the limit of {self.limit} bytes", None
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"x-error-code", b"body_too_large"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

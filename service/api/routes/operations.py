@@ -1,0 +1,71 @@
+"""/healthz, /readyz, /metrics (never behind the API key) and /model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api.codecs.json import dumps
+from service.api.errors import error_response
+from service.api.metrics import Metrics
+from service.config import Settings
+
+_OK = b'{"status":"ok"}'
+_READY = b'{"status":"ready"}'
+
+
+def build_health_router(metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return Response(_OK, media_type="application/json")
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: 200 once the model is loaded and warm, 503 before",
+        responses={503: {"description": "Still loading (or shutting down)."}},
+    )
+    async def readyz(request: Request) -> Response:
+        service = getattr(request.app.state, "service", None)
+        if service is None or not service.ready:
+            return error_response(503, "not_ready", "the model is still loading")
+        return Response(_READY, media_type="application/json")
+
+    @router.get("/metrics", summary="Prometheus metrics (all workers)", include_in_schema=True)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+def build_model_router(settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["model"])
+
+    @router.get("/model", summary="The served model: manifest, providers in use, request limits")
+    async def model_info(request: Request) -> Response:
+        service = getattr(request.app.state, "service", None)
+        if service is None or not service.ready:
+            return error_response(503, "not_ready", "the model is still loading")
+        payload: dict[str, Any] = {
+            "manifest": service.model.manifest.public(),
+            "latent_dim": service.latent_dim,
+            "providers": list(service.model.providers),
+            "limits": {
+                "max_images": settings.max_images,
+                "max_n": settings.max_n,
+                "max_steps": settings.max_steps,
+                "max_body_bytes": settings.max_body_bytes,
+            },
+            "batching": {
+                "enabled": settings.batching,
+                "max_batch_size": settings.max_batch_size,
+                "max_wait_ms": settings.max_wait_ms,
+            },
+        }
+        return Response(dumps(payload), media_type="application/json")
+
+    return router

@@ -1,0 +1,202 @@
+"""Pydantic models that document request and response bodies in OpenAPI, with examples.
+
+The routes do not validate with them (bodies are parsed with orjson into numpy and checked
+vectorised), but they state the same rules and limits, taken from the settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.config import Settings
+from service.runtime.service import MAX_SEED
+
+ImageJSON = list[float] | list[list[float]] | str
+IMAGE_DOC = (
+    "A 28x28 grayscale image in [0, 1], white digit on black: a flat list of 784 numbers, "
+    "a nested 28x28 list, or a base64 PNG string (any size and mode; converted to 8-bit "
+    "grayscale 28x28)."
+)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. `invalid_value`.")
+    message: str = Field(description="What is wrong, for people.")
+    field: str | None = Field(None, description="The offending field, e.g. `images[3]`.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class EncodeResponse(BaseModel):
+    mu: list[list[float]] = Field(description="Posterior means, (n, d).")
+    sigma: list[list[float]] = Field(description="Posterior standard deviations, (n, d).")
+    z: list[list[float]] = Field(description="One sample z = mu + sigma * w per image, (n, d).")
+    seed: int = Field(description="The seed w was drawn from (send it back to reproduce z).")
+
+
+class ImagesResponse(BaseModel):
+    images: list[list[float]] = Field(description="Images as flat lists of 784 numbers in [0, 1].")
+
+
+class SampleResponse(BaseModel):
+    z: list[list[float]] = Field(description="The latents drawn, (n, d).")
+    images: list[list[float]] = Field(description="Their decoded images, (n, 784).")
+    seed: int = Field(description="The seed used.")
+
+
+class InterpolateResponse(BaseModel):
+    z: list[list[float]] = Field(description="The path through latent space, (steps, d).")
+    images: list[list[float]] = Field(description="The decoded path, (steps, 784).")
+
+
+def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
+    """Request body models with the configured limits baked into their schemas."""
+
+    class EncodeRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        images: list[ImageJSON] = Field(
+            min_length=1,
+            max_length=settings.max_images,
+            description=f"1 to {settings.max_images} images. {IMAGE_DOC}",
+        )
+        seed: int | None = Field(
+            None, ge=0, le=MAX_SEED, description="Seed for the noise w (random when absent)."
+        )
+
+    class DecodeRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        z: list[list[float]] = Field(
+            min_length=1,
+            max_length=settings.max_images,
+            description=f"1 to {settings.max_images} latent vectors of d numbers each "
+            "(d: see GET /model).",
+        )
+
+    class SampleRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        n: int = Field(1, ge=1, le=settings.max_n, description="How many images to generate.")
+        seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random when absent).")
+        temperature: float = Field(1.0, ge=0, le=10, description="z ~ N(0, temperature^2 I).")
+
+    class InterpolateRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        start: ImageJSON | None = Field(
+            None, description=f"Start image (or give `start_z`). {IMAGE_DOC}"
+        )
+        start_z: list[float] | None = Field(
+            None, description="Start latent of d numbers (or give `start`)."
+        )
+        end: ImageJSON | None = Field(None, description="End image (or give `end_z`).")
+        end_z: list[float] | None = Field(
+            None, description="End latent of d numbers (or give `end`)."
+        )
+        steps: int = Field(
+            10, ge=2, le=settings.max_steps, description="Points on the path, both ends included."
+        )
+        method: Literal["linear", "slerp"] = Field(
+            "linear", description="Linear or spherical interpolation."
+        )
+
+    return {
+        "EncodeRequest": EncodeRequest,
+        "DecodeRequest": DecodeRequest,
+        "SampleRequest": SampleRequest,
+        "InterpolateRequest": InterpolateRequest,
+    }
+
+
+def digit_one() -> np.ndarray:
+    """A hand-made '1' (28x28 in [0, 1]) for examples."""
+    img = np.zeros((28, 28), dtype=np.float32)
+    img[5:23, 13:16] = 1.0
+    img[6:9, 11:13] = 0.6
+    img[22:24, 10:19] = 1.0
+    return img
+
+
+def digit_zero() -> np.ndarray:
+    yy, xx = np.mgrid[0:28, 0:28]
+    r = np.sqrt(((yy - 14) / 9.0) ** 2 + ((xx - 14) / 6.0) ** 2)
+    return np.clip(1.0 - np.abs(r - 1.0) * 5.0, 0.0, 1.0).astype(np.float32)
+
+
+def png_base64(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).round().astype(np.uint8), mode="L").save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _rounded(values: np.ndarray) -> list[Any]:
+    return np.round(values, 2).tolist()
+
+
+def request_examples(latent_dim: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """OpenAPI `examples` per route, valid for a model with this latent dimension."""
+    one, zero = digit_one(), digit_zero()
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.standard_normal((2, latent_dim)).astype(np.float32)
+    return {
+        "encode": {
+            "base64_png": {
+                "summary": "One base64 PNG image",
+                "value": {"images": [png_base64(one)], "seed": 0},
+            },
+            "two_png": {
+                "summary": "Two base64 PNG images",
+                "value": {"images": [png_base64(one), png_base64(zero)], "seed": 42},
+            },
+            "nested": {
+                "summary": "A nested 28x28 list",
+                "value": {"images": [_rounded(zero)], "seed": 1},
+            },
+            "flat": {
+                "summary": "A flat list of 784 numbers",
+                "value": {"images": [_rounded(one.reshape(-1))]},
+            },
+        },
+        "decode": {
+            "origin": {
+                "summary": "The origin of latent space",
+                "value": {"z": [[0.0] * latent_dim]},
+            },
+            "two": {"summary": "Two latents", "value": {"z": [_rounded(z1), _rounded(z2)]}},
+        },
+        "sample": {
+            "sixteen": {
+                "summary": "16 images, seeded",
+                "value": {"n": 16, "seed": 0, "temperature": 1.0},
+            },
+            "cool": {
+                "summary": "Low temperature",
+                "value": {"n": 4, "seed": 7, "temperature": 0.5},
+            },
+        },
+        "interpolate": {
+            "images": {
+                "summary": "Between two images (slerp)",
+                "value": {
+                    "start": png_base64(one),
+                    "end": png_base64(zero),
+                    "steps": 10,
+                    "method": "slerp",
+                },
+            },
+            "latents": {
+                "summary": "Between two latents (linear)",
+                "value": {
+                    "start_z": _rounded(z1),
+                    "end_z": _rounded(z2),
+                    "steps": 8,
+                    "method": "linear",
+                },
+            },
+        },
+    }

@@ -1,0 +1,132 @@
+"""The application factory: `create_app(settings)` builds the FastAPI app; its lifespan loads
+the model, warms it up and only then flips `/readyz` to 200."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.api.auth import api_key_guard
+from service.api.errors import install_error_handlers
+from service.api.metrics import Metrics
+from service.api.middleware import BodyLimit, RequestObserver
+from service.api.openapi import install_openapi
+from service.api.routes.docs import install_docs
+from service.api.routes.inference import build_inference_router
+from service.api.routes.operations import build_health_router, build_model_router
+from service.config import Settings
+from service.runtime.model import VAEModel
+from service.runtime.options import BatchingOptions, SessionOptions
+from service.runtime.service import VAEService
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """A variational autoencoder on MNIST, served with ONNX Runtime.
+
+Images are 28x28 grayscale in [0, 1], white digit on black. In JSON an image is a flat list of
+784 numbers, a nested 28x28 list, or a base64 PNG string. `d` is the model's latent dimension
+(`GET /model`). Heavy clients can send `application/x-npy` bodies and ask for
+`Accept: application/x-npy` answers. Errors are JSON: `{"error": {"code", "message", "field"}}`.
+"""
+
+
+def session_options(settings: Settings) -> SessionOptions:
+    return SessionOptions(
+        providers=settings.provider_list,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        graph_optimization=settings.graph_optimization,
+        allow_spinning=settings.allow_spinning,
+    )
+
+
+def batching_options(settings: Settings) -> BatchingOptions:
+    return BatchingOptions(
+        enabled=settings.batching,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+    )
+
+
+def create_app(settings: Settings | None = None, service: VAEService | None = None) -> FastAPI:
+    """Build the app. With `service` given (tests), it is started and stopped by the lifespan
+    instead of loading `settings.model_dir`."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service
+        if svc is None:
+            log.info("loading model", extra={"model_dir": str(settings.model_dir)})
+            model = await asyncio.to_thread(
+                VAEModel.load, settings.model_dir, session_options(settings)
+            )
+            svc = VAEService(model, batching_options(settings), observer=metrics)
+        app.state.service = svc
+        await svc.start()  # warm-up happens here; /readyz answers 503 until it returns
+        log.info(
+            "ready",
+            extra={
+                "model": svc.model.manifest.name,
+                "version": svc.model.manifest.version,
+                "latent_dim": svc.latent_dim,
+                "providers": list(svc.model.providers),
+            },
+        )
+        try:
+            yield
+        finally:
+            await svc.stop()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="VAE service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = None
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    protected = []
+    key = settings.api_key_value
+    if key:
+        protected.append(Depends(api_key_guard(key)))
+    app.include_router(build_health_router(metrics))
+    app.include_router(build_inference_router(settings), dependencies=protected)
+    app.include_router(build_model_router(settings), dependencies=protected)
+    install_docs(app)
+
+    def latent_dim() -> int | None:
+        svc = app.state.service
+        return svc.latent_dim if svc is not None and svc.ready else None
+
+    install_openapi(app, settings, latent_dim)
+
+    # Added innermost first: CORS, then the body limit, then the observer around everything.
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-Seed", "X-Arrays"],
+        )
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=metrics, access_log_enabled=settings.access_log)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (`service.app:create_app_from_env`)."""
+    return create_app(Settings())

@@ -1,0 +1,153 @@
+"""Service settings: one object, read from `VAE_*` environment variables.
+
+`python -m service.config --markdown` prints the README's configuration table, so the
+documentation is generated from these fields and cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "VAE_"
+KNOWN_PROVIDER_SUFFIX = "ExecutionProvider"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects `taskset` / cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each field is one `VAE_<NAME>` environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Model and ONNX Runtime
+    model_dir: Path = Field(
+        Path("models/mnist-vae"),
+        description="Model directory holding `model.json`, `encoder.onnx` and `decoder.onnx`.",
+    )
+    providers: str = Field(
+        "auto",
+        description="ONNX Runtime execution providers: `auto` (CUDA when available, else CPU) "
+        "or an ordered comma list such as `CUDAExecutionProvider,CPUExecutionProvider`.",
+    )
+    intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime intra-op threads per worker (0 = ORT default)."
+    )
+    inter_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime inter-op threads per worker (0 = ORT default)."
+    )
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimisation level."
+    )
+    allow_spinning: bool = Field(
+        False, description="Let ONNX Runtime threads spin while idle (more CPU, less latency)."
+    )
+    batching: bool = Field(
+        True, description="Micro-batch concurrent requests into one ONNX Runtime call."
+    )
+    max_batch_size: int = Field(256, ge=1, description="Most rows in one micro-batched call.")
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a micro-batch waits for more requests (0 = only what is queued).",
+    )
+
+    # Request limits
+    max_images: int = Field(256, ge=1, description="Most images (or latents) in one request.")
+    max_n: int = Field(256, ge=1, description="Largest `n` accepted by `/sample`.")
+    max_steps: int = Field(64, ge=2, description="Largest `steps` accepted by `/interpolate`.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body in bytes (larger: 413)."
+    )
+
+    # Server
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(
+        default_factory=available_cores,
+        ge=1,
+        description="Worker processes.",
+        json_schema_extra={"default_doc": "number of CPU cores"},
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds in-flight requests get to finish after SIGTERM.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, every route except `/healthz`, `/readyz`, `/metrics` and the "
+        "docs needs it as `X-API-Key: <key>` or `Authorization: Bearer <key>`.",
+    )
+    cors_origins: str = Field(
+        "", description="Comma list of origins allowed by CORS (empty: CORS off)."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log line format: one JSON object per line, or plain text."
+    )
+    access_log: bool = Field(True, description="Log one line per request.")
+
+    @field_validator("providers")
+    @classmethod
+    def _check_providers(cls, value: str) -> str:
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        if not names:
+            raise ValueError("must be `auto` or a comma list of execution providers")
+        if names != ["auto"]:
+            bad = [n for n in names if not n.endswith(KNOWN_PROVIDER_SUFFIX)]
+            if bad:
+                raise ValueError(
+                    f"unknown execution provider(s) {bad}; names end in 'ExecutionProvider'"
+                )
+        return ",".join(names)
+
+    @property
+    def provider_list(self) -> tuple[str, ...]:
+        return tuple(self.providers.split(","))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+def markdown_table() -> str:
+    """The README configuration table, one row per setting."""
+    rows = ["| Variable | Default | Description |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "default_doc" in extra:
+            default = str(extra["default_doc"])
+        elif field.default is None:
+            default = "unset"
+        else:
+            value = field.default
+            if isinstance(value, bool):
+                value = str(value).lower()
+            default = f"`{value}`" if str(value) != "" else "empty"
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(markdown_table())
+    else:
+        sys.stdout.write(Settings().model_dump_json(indent=2) + "\n")

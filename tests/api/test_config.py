@@ -1,0 +1,52 @@
+"""Settings come from VAE_* variables, and the README table is generated from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings, available_cores, markdown_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_configuration_table_matches_the_settings():
+    text = README.read_text(encoding="utf-8")
+    section = text.split("<!-- section:config (owner: service) -->", 1)[1].split(
+        "<!-- /section:config -->", 1
+    )[0]
+    assert markdown_table() in section, "run: python -m service.config --markdown"
+
+
+def test_settings_read_the_vae_prefix(monkeypatch):
+    monkeypatch.setenv("VAE_PORT", "9123")
+    monkeypatch.setenv("VAE_MAX_N", "5")
+    monkeypatch.setenv("VAE_PROVIDERS", "CUDAExecutionProvider, CPUExecutionProvider")
+    monkeypatch.setenv("VAE_API_KEY", "zz-secret-zz")
+    settings = Settings()
+    assert settings.port == 9123
+    assert settings.max_n == 5
+    assert settings.provider_list == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert settings.api_key_value == "zz-secret-zz"
+    assert "zz-secret-zz" not in repr(settings)
+
+
+def test_defaults():
+    settings = Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.workers == available_cores()
+    assert settings.provider_list == ("auto",)
+    assert settings.api_key is None
+    assert settings.cors_origin_list == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("VAE_PROVIDERS", "Bogus"), ("VAE_LOG_FORMAT", "xml"), ("VAE_MAX_N", "0")]
+)
+def test_bad_settings_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()

@@ -1,0 +1,73 @@
+"""/docs works offline and every documented example works on the served model."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def test_docs_page_loads_only_local_assets(client):
+    html = client.get("/docs").text
+    assert not re.search(r"https?://", html)
+    for asset in re.findall(r'(?:src|href)="(/[^"]+)"', html):
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404
+
+
+def test_openapi_is_3_0_for_the_bundled_swagger_ui(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"] == "3.0.3"
+    assert '"type": "null"' not in str(doc).replace("'", '"')
+
+
+@pytest.mark.parametrize("route", ["/encode", "/decode", "/sample", "/interpolate"])
+def test_every_request_example_works(client, route):
+    op = client.get("/openapi.json").json()["paths"][route]["post"]
+    examples = op["requestBody"]["content"]["application/json"]["examples"]
+    assert examples
+    for name, example in examples.items():
+        response = client.post(route, json=example["value"])
+        assert response.status_code == 200, (name, response.text)
+
+
+def test_limits_from_settings_appear_in_the_schema(make_client):
+    with make_client(max_images=7, max_n=9, max_steps=11, max_body_bytes=4096) as client:
+        doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["EncodeRequest"]["properties"]["images"]["maxItems"] == 7
+    assert schemas["DecodeRequest"]["properties"]["z"]["maxItems"] == 7
+    assert schemas["SampleRequest"]["properties"]["n"]["maximum"] == 9
+    assert schemas["InterpolateRequest"]["properties"]["steps"]["maximum"] == 11
+    assert "4096 bytes" in doc["paths"]["/encode"]["post"]["description"]
+
+
+def test_binary_bodies_and_image_answers_are_documented(client):
+    doc = client.get("/openapi.json").json()
+    encode = doc["paths"]["/encode"]["post"]
+    assert {"application/json", "application/x-npy", "application/octet-stream"} <= set(
+        encode["requestBody"]["content"]
+    )
+    answers = doc["paths"]["/interpolate"]["post"]["responses"]["200"]["content"]
+    assert {"application/json", "image/png", "image/gif", "application/x-npy"} <= set(answers)
+
+
+def test_every_request_example_works_on_the_default_model(default_model_dir):
+    import warnings
+
+    from service.app import create_app
+    from service.config import Settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    app = create_app(Settings(model_dir=default_model_dir, workers=1, access_log=False))
+    with TestClient(app) as client:
+        doc = client.get("/openapi.json").json()
+        assert client.get("/model").json()["latent_dim"] == doc["info"]["x-latent-dim"]
+        for route in ("/encode", "/decode", "/sample", "/interpolate"):
+            examples = doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+            for name, example in examples["examples"].items():
+                response = client.post(route, json=example["value"])
+                assert response.status_code == 200, (route, name, response.text)

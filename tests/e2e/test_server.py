@@ -1,0 +1,149 @@
+"""End to end: the real uvicorn server, driven over loopback HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+LATENT_DIM = 4  # the tiny model
+pytestmark = pytest.mark.slow
+
+
+def _post(base_url: str, path: str, body: dict, **headers: str) -> httpx.Response:
+    return httpx.post(f"{base_url}{path}", json=body, headers=headers, timeout=30)
+
+
+def test_every_route_answers(server):
+    url = server.base_url
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    model = httpx.get(f"{url}/model").json()
+    assert model["latent_dim"] == LATENT_DIM
+    assert "CPUExecutionProvider" in model["providers"]
+    image = np.random.default_rng(0).random((28, 28)).tolist()
+    encoded = _post(url, "/encode", {"images": [image], "seed": 1}).json()
+    assert np.asarray(encoded["z"]).shape == (1, LATENT_DIM)
+    decoded = _post(url, "/decode", {"z": encoded["mu"]}).json()
+    assert np.asarray(decoded["images"]).shape == (1, 784)
+    png = _post(url, "/sample", {"n": 4, "seed": 0}, Accept="image/png")
+    assert Image.open(io.BytesIO(png.content)).format == "PNG"
+    gif = _post(
+        url,
+        "/interpolate",
+        {"start": image, "end_z": [1.0] * LATENT_DIM, "steps": 5},
+        Accept="image/gif",
+    )
+    assert Image.open(io.BytesIO(gif.content)).n_frames == 5
+    docs = httpx.get(f"{url}/docs")
+    assert docs.status_code == 200
+    assert not re.search(r"https?://", docs.text)
+    assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.0.3"
+    bad = _post(url, "/decode", {"z": [[0.0] * 3]})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "z[0]"
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'vae_http_requests_total{method="POST",route="/encode",status="200"}' in metrics
+    assert "vae_inference_batch_rows_bucket" in metrics
+
+
+def test_concurrent_seeded_requests_equal_the_same_requests_sent_alone(server):
+    url = server.base_url
+    rng = np.random.default_rng(1)
+    requests = []
+    for i in range(24):
+        if i % 3 == 0:
+            requests.append(("/sample", {"n": 1 + i % 5, "seed": i}))
+        elif i % 3 == 1:
+            images = rng.random((1 + i % 4, 784)).round(3).tolist()
+            requests.append(("/encode", {"images": images, "seed": 1000 + i}))
+        else:
+            requests.append(
+                ("/decode", {"z": rng.standard_normal((1 + i % 6, LATENT_DIM)).tolist()})
+            )
+    alone = [_post(url, path, body).json() for path, body in requests]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        together = list(pool.map(lambda req: _post(url, *req).json(), requests * 2))
+    assert together == alone * 2
+
+
+def test_declared_oversized_body_is_refused_without_sending_it(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        head = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 413")
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, body
+
+
+def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(server_factory):
+    server = server_factory(workers=1)
+    body = orjson.dumps({"z": [[0.25] * LATENT_DIM] * 3})
+    expected = httpx.post(
+        f"{server.base_url}/decode", content=body, headers={"Content-Type": "application/json"}
+    ).json()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        # The server says 100 Continue when the route starts reading the body: the request
+        # is now in flight inside the app.
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100")
+        server.process.send_signal(15)
+        sock.sendall(body)
+        status, answer = _read_response(sock)
+    assert status == 200
+    assert json.loads(answer) == expected
+    assert server.process.wait(timeout=60) == 0
+    assert "unhandled" not in server.log()
+
+
+def test_two_workers_metrics_add_up_and_shutdown_is_clean(server_factory):
+    server = server_factory(workers=2)
+    sent = 30
+    for i in range(sent):
+        # a fresh connection each time, so the kernel spreads them over both workers
+        response = httpx.post(f"{server.base_url}/sample", json={"n": 1, "seed": i}, timeout=30)
+        assert response.status_code == 200
+    for _ in range(6):  # whichever worker answers the scrape, it reports every worker's count
+        text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+        line = next(
+            line
+            for line in text.splitlines()
+            if line.startswith(
+                'vae_http_requests_total{method="POST",route="/sample",status="200"}'
+            )
+        )
+        assert float(line.rsplit(" ", 1)[1]) == sent
+    access = [json.loads(line) for line in server.log().splitlines() if '"route":"/sample"' in line]
+    assert len(access) == sent
+    assert server.stop() == 0
+    assert not list(server.tmp_dir.glob("vae-metrics-*")), "launcher left its metrics directory"
