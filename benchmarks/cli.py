@@ -1,0 +1,382 @@
+"""`python -m benchmarks`: run the scenarios against each server variant, in each mode.
+
+Examples:
+    python -m benchmarks                          # both modes, every variant (long: ~30 min)
+    python -m benchmarks --mode pinned            # the mode issue 5's targets use
+    python -m benchmarks --quick --variants naive --scenarios encode-1,decode-1
+    python -m benchmarks --from-json benchmarks/results/results-pinned.json   # re-render
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import bodies
+from benchmarks.machine import machine_info
+from benchmarks.memory import MemoryPeak, MemorySampler, sample_tree
+from benchmarks.plot import plot
+from benchmarks.quiesce import wait_until_idle
+from benchmarks.report import checked_variants, markdown, target_checks
+from benchmarks.scenarios import (
+    DEFAULT_CONCURRENCY,
+    HTTP_CEILING_PATH,
+    SCENARIOS,
+    Scenario,
+    by_name,
+    compute_batches,
+)
+from benchmarks.servers import (
+    NAIVE,
+    REPO_ROOT,
+    VARIANTS,
+    RunningServer,
+    ServerError,
+    free_port,
+    probe,
+    running,
+    server_spec,
+)
+from benchmarks.wrk import Load, WrkError, ensure_wrk, run_wrk, wrk_version
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+# Pinned mode: the server and all its workers on core 1, wrk on core 0.
+SERVER_CPU, LOAD_CPU = 1, 0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def csv(kind):
+    def parse(text: str) -> list:
+        return [kind(item.strip()) for item in text.split(",") if item.strip()]
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark the VAE service against a naive FastAPI baseline and ceilings.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 1)[1],
+    )
+    parser.add_argument("--mode", choices=["pinned", "unpinned", "both"], default="both")
+    parser.add_argument(
+        "--variants",
+        type=csv(str),
+        default=list(VARIANTS),
+        help=f"servers to drive, comma-separated from {','.join(VARIANTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=csv(str),
+        default=[s.name for s in SCENARIOS],
+        help="comma-separated from " + ",".join(s.name for s in SCENARIOS) + " (default: all)",
+    )
+    parser.add_argument(
+        "--concurrency", type=csv(int), default=list(DEFAULT_CONCURRENCY), help="default 1,16,64"
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (10)")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up (2)")
+    parser.add_argument(
+        "--compute-seconds", type=float, default=None, help="per graph and batch (2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke check: 3 s runs, 1 s warm-ups, short ceiling"
+    )
+    parser.add_argument("--wrk-threads", type=int, default=None, help="1 pinned, 2 unpinned")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="unpinned mode's workers (default: cores)"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(os.environ.get("VAE_MODEL_DIR", "models/mnist-vae")),
+        help="model directory (default: $VAE_MODEL_DIR or models/mnist-vae)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for our server, e.g. VAE_MAX_WAIT_MS=1 (repeatable)",
+    )
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="re-render tables and plot from a results JSON"
+    )
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {','.join(VARIANTS)}")
+    try:
+        args.scenarios = [by_name(name) for name in args.scenarios]
+    except KeyError as exc:
+        parser.error(str(exc.args[0]))
+    for item in args.server_env:
+        if "=" not in item:
+            parser.error(f"--server-env needs KEY=VALUE, got {item!r}")
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.compute_seconds = args.compute_seconds or (0.5 if args.quick else 2.0)
+    return args
+
+
+def compute_ceiling(args: argparse.Namespace, mode: str, batches: list[int]) -> dict:
+    """Raw ONNX Runtime rows/s: one process on core 1 (pinned), one per core summed (unpinned)."""
+    command = [sys.executable, "-m", "benchmarks.compute_ceiling", "--model-dir"]
+    command += [str(args.model_dir), "--seconds", str(args.compute_seconds), "--batches"]
+    command += [str(b) for b in batches]
+    processes = 1 if mode == "pinned" else args.workers
+    if mode == "pinned":
+        command = ["taskset", "-c", str(SERVER_CPU), *command]
+    children = [
+        subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    raw = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"compute ceiling failed: {' '.join(command)}")
+        raw.append(json.loads(out))
+    totals = {
+        graph: {b: sum(r[graph][b]["rows_per_s"] for r in raw) for b in raw[0][graph]}
+        for graph in raw[0]
+    }
+    where = "on core 1" if mode == "pinned" else f"{processes} processes at once, summed"
+    return {
+        "description": f"intra-op 1 per session, {where}",
+        "processes": processes,
+        "rows_per_s": totals,
+        "raw": raw,
+    }
+
+
+def load_for(server: RunningServer, scenario: Scenario, body_files: dict[str, Path]) -> Load:
+    return Load(
+        url=server.base_url + scenario.path,
+        method="POST",
+        body_file=body_files[scenario.body],
+        content_type=scenario.content_type,
+        accept=scenario.accept,
+    )
+
+
+def measure(
+    args: argparse.Namespace,
+    wrk: str,
+    load: Load,
+    c: int,
+    raw_path: Path,
+    sampler_root: int,
+    memory: MemoryPeak,
+) -> dict:
+    """Warm up, then one measured run while sampling the server's memory.
+
+    Before each run the server must be idle again: requests a previous run left in flight
+    would otherwise be charged to this one.
+    """
+    cpu = LOAD_CPU if args.pinned else None
+    if args.warmup > 0:
+        wait_until_idle(sampler_root)
+        run_wrk(wrk, load, c, args.threads, args.warmup, cpu)
+    wait_until_idle(sampler_root)
+    with MemorySampler(sampler_root) as sampler:
+        result = run_wrk(wrk, load, c, args.threads, args.duration, cpu, raw_path)
+    memory.merge(sampler.peak)
+    if result.requests == 0:
+        raise WrkError(f"no request completed in {args.duration:g} s; use a longer --duration")
+    return result.to_dict()
+
+
+def drive(
+    args: argparse.Namespace,
+    wrk: str,
+    server: RunningServer,
+    body_files: dict[str, Path],
+    raw_dir: Path,
+    report: dict,
+    memory: MemoryPeak,
+) -> None:
+    variant = server.spec.variant
+    # The HTTP ceiling is our stack's: measured on the first of our variants that runs.
+    if variant != NAIVE and not report["http_ceiling"]:
+        for c in args.concurrency:
+            log(f"  {variant} HTTP ceiling {HTTP_CEILING_PATH} c{c}")
+            load = Load(url=server.base_url + HTTP_CEILING_PATH)
+            path = raw_dir / f"{variant}-healthz-c{c}.txt"
+            try:
+                result = measure(args, wrk, load, c, path, server.pid, memory)
+            except WrkError as exc:
+                server.check_alive()
+                log(f"    failed: {exc}")
+                continue
+            report["http_ceiling"][str(c)] = result
+    for scenario in args.scenarios:
+        if variant == NAIVE and scenario.encoding != "json":
+            continue  # the naive app speaks JSON only; its JSON twin is the baseline
+        server.check_alive()
+        body = body_files[scenario.body].read_bytes()
+        status, answer = probe(
+            server.base_url + scenario.path, body, scenario.content_type, scenario.accept
+        )
+        error = None if status == 200 else f"probe answered {status}: {answer[:200]}"
+        for c in args.concurrency:
+            run = {"variant": variant, "scenario": scenario.name, "concurrency": c}
+            run |= {"rows": scenario.rows, "result": None, "error": error}
+            if error is None:
+                log(f"  {variant} {scenario.name} c{c}")
+                path = raw_dir / f"{variant}-{scenario.name}-c{c}.txt"
+                try:
+                    load = load_for(server, scenario, body_files)
+                    run["result"] = measure(args, wrk, load, c, path, server.pid, memory)
+                except (WrkError, subprocess.TimeoutExpired) as exc:
+                    run["error"] = str(exc)
+                server.check_alive()
+            if run["error"]:
+                log(f"  {variant} {scenario.name} c{c}: {run['error'][:300]}")
+            report["runs"].append(run)
+
+
+def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, latent_dim: int) -> dict:
+    args.pinned = mode == "pinned"
+    cores = os.cpu_count() or 1
+    if args.pinned and cores < 2:
+        raise SystemExit("pinned mode needs at least 2 cores (server on core 1, wrk on core 0)")
+    args.workers = args.workers or cores
+    workers = 1 if args.pinned else args.workers
+    args.threads = args.wrk_threads or (1 if args.pinned else min(2, cores))
+    placement = (
+        f"server and all its workers on core {SERVER_CPU} (taskset), 1 worker; "
+        f"wrk on core {LOAD_CPU}"
+        if args.pinned
+        else f"no pinning; {workers} workers for our server, {cores} cores shared with wrk"
+    )
+    raw_dir = args.results_dir / "raw" / mode
+    report: dict = {
+        "mode": mode,
+        "machine": machine,
+        "settings": {
+            "placement": placement,
+            "server_workers": workers,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "wrk_threads": args.threads,
+            "concurrency": args.concurrency,
+            "variants": args.variants,
+            "scenarios": [s.name for s in args.scenarios],
+            "model_dir": str(args.model_dir),
+            "latent_dim": latent_dim,
+            "server_env": args.server_env,
+            "command": "python -m benchmarks " + shlex.join(args.argv),
+        },
+        "http_ceiling": {},
+        "runs": [],
+        "memory": {},
+        "servers": {},
+    }
+    log(f"[{mode}] {placement}")
+    batches = compute_batches(args.scenarios)
+    log(f"[{mode}] compute ceiling, batches {batches}")
+    report["compute_ceiling"] = compute_ceiling(args, mode, batches)
+    with tempfile.TemporaryDirectory(prefix="vae-bench-bodies-") as tmp:
+        body_files = bodies.write_bodies(args.model_dir, latent_dim, Path(tmp))
+        extra_env = dict(item.split("=", 1) for item in args.server_env)
+        for variant in [v for v in VARIANTS if v in args.variants]:
+            port = free_port()
+            cpu = SERVER_CPU if args.pinned else None
+            spec = server_spec(variant, args.model_dir.resolve(), port, workers, cpu, extra_env)
+            log(f"[{mode}] starting {variant}: {spec.describe()}")
+            memory = MemoryPeak()
+            try:
+                with running(spec, port, raw_dir / f"{variant}-server.log") as server:
+                    wait_until_idle(server.pid)
+                    idle = MemoryPeak()
+                    idle.add(sample_tree(server.pid))
+                    report["servers"][variant] = {
+                        "command": spec.describe(),
+                        "workers": spec.workers,
+                        "startup_s": round(server.started_s, 2),
+                        "idle_memory": idle.to_dict(),
+                    }
+                    drive(args, wrk, server, body_files, raw_dir, report, memory)
+            except ServerError as exc:
+                log(f"[{mode}] {variant} failed: {exc}")
+                report["servers"].setdefault(variant, {"command": spec.describe()})
+                report["servers"][variant]["error"] = str(exc)
+            if memory.samples:
+                report["memory"][variant] = memory.to_dict()
+    return report
+
+
+def write_outputs(reports: list[dict], results_dir: Path, with_plot: bool) -> list[Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    written, documents = [], []
+    for report in reports:
+        mode = report["mode"]
+        json_path = results_dir / f"results-{mode}.json"
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        document = markdown(report)
+        if with_plot and report["runs"]:
+            png = plot(report, results_dir / f"results-{mode}.png")
+            document += f"\n![req/s and p99 per scenario]({png.name})\n"
+            written.append(png)
+        md_path = results_dir / f"results-{mode}.md"
+        md_path.write_text(document)
+        documents.append(document)
+        written += [json_path, md_path]
+    latest = results_dir / "latest.md"
+    latest.write_text("\n\n".join(documents))
+    return [*written, latest]
+
+
+def print_checks(reports: list[dict]) -> None:
+    for report in reports:
+        print(f"\nTargets from the {report['mode']} run (issue 5 defines them for pinned):")
+        for variant in checked_variants(report):
+            print(f"  {variant}:")
+            for check in target_checks(report, variant):
+                print("    " + check.line())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    args.argv = argv
+    if args.from_json:
+        reports = [json.loads(args.from_json.read_text())]
+        out_dir = args.from_json.parent
+    else:
+        if not (args.model_dir / "model.json").is_file():
+            raise SystemExit(
+                f"{args.model_dir}/model.json not found: train a model (`make train`) "
+                "or point --model-dir / VAE_MODEL_DIR at a model directory"
+            )
+        from vae_manifest import load_manifest
+
+        latent_dim = load_manifest(args.model_dir, verify=False).latent_dim
+        try:
+            wrk = ensure_wrk()
+        except WrkError as exc:
+            raise SystemExit(str(exc)) from None
+        machine = machine_info(wrk_version(wrk))
+        modes = ["pinned", "unpinned"] if args.mode == "both" else [args.mode]
+        started = time.monotonic()
+        reports = [run_mode(args, mode, wrk, machine, latent_dim) for mode in modes]
+        log(f"benchmark finished in {time.monotonic() - started:.0f} s")
+        out_dir = args.results_dir
+    for path in write_outputs(reports, out_dir, with_plot=not args.no_plot):
+        print(f"wrote {path}")
+    print_checks(reports)
+    return 0

@@ -1,0 +1,327 @@
+"""Ratios, target checks and markdown tables from a run's raw numbers (pure functions).
+
+Works on the JSON-able report dict the CLI writes to `results-<mode>.json`, so tables can be
+re-rendered from saved numbers (`python -m benchmarks --from-json FILE`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks.scenarios import SCENARIOS, Scenario, by_name
+from benchmarks.servers import NAIVE, OURS, OURS_NO_BATCHING, VARIANTS
+
+RSS_LIMIT_MB = 300.0
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return value / reference
+
+
+def find_run(report: dict, variant: str, scenario: str, concurrency: int) -> dict | None:
+    """The wrk result of one run, or None when it was not run or failed."""
+    for run in report.get("runs", []):
+        key = (run["variant"], run["scenario"], run["concurrency"])
+        if key == (variant, scenario, concurrency):
+            return run.get("result")
+    return None
+
+
+def rows_per_s(result: dict | None, rows: int) -> float | None:
+    return None if result is None else result["req_per_s"] * rows
+
+
+def http_ceiling(report: dict, concurrency: int) -> dict | None:
+    return report.get("http_ceiling", {}).get(str(concurrency))
+
+
+def compute_ceiling(report: dict, graph: str, batch: int) -> float | None:
+    return report.get("compute_ceiling", {}).get("rows_per_s", {}).get(graph, {}).get(str(batch))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table line: a variant on a scenario at a concurrency, with its ratios."""
+
+    scenario: Scenario
+    variant: str
+    concurrency: int
+    result: dict | None
+    error: str | None
+    vs_naive: float | None
+    p99_vs_naive: float | None
+    vs_http_ceiling: float | None
+    vs_compute_ceiling: float | None
+
+    @property
+    def rows_per_s(self) -> float | None:
+        return rows_per_s(self.result, self.scenario.rows)
+
+
+def table_rows(report: dict) -> list[Row]:
+    rows = []
+    for run in report.get("runs", []):
+        scenario = by_name(run["scenario"])
+        c, result = run["concurrency"], run.get("result")
+        naive = find_run(report, NAIVE, scenario.baseline_name, c)
+        ceiling = http_ceiling(report, c)
+        rows.append(
+            Row(
+                scenario=scenario,
+                variant=run["variant"],
+                concurrency=c,
+                result=result,
+                error=run.get("error"),
+                vs_naive=ratio(result and result["req_per_s"], naive and naive["req_per_s"]),
+                p99_vs_naive=ratio(result and result["p99_ms"], naive and naive["p99_ms"]),
+                vs_http_ceiling=ratio(
+                    result and result["req_per_s"], ceiling and ceiling["req_per_s"]
+                ),
+                vs_compute_ceiling=ratio(
+                    rows_per_s(result, scenario.rows),
+                    compute_ceiling(report, scenario.graph, scenario.rows),
+                ),
+            )
+        )
+    order = {s.name: i for i, s in enumerate(SCENARIOS)}
+    variant_order = {v: i for i, v in enumerate(VARIANTS)}
+    rows.sort(
+        key=lambda r: (order[r.scenario.name], r.concurrency, variant_order.get(r.variant, 99))
+    )
+    return rows
+
+
+@dataclass(frozen=True)
+class Check:
+    """One of issue 5's targets; `passed` is None when the run lacks the numbers."""
+
+    label: str
+    value: float | None
+    target: float
+    kind: str  # "x" (ratio, at least), "%" (fraction, at least), "<=" (at most), "MB" (below)
+    reference: str
+
+    @property
+    def passed(self) -> bool | None:
+        if self.value is None:
+            return None
+        if self.kind == "MB":
+            return self.value < self.target
+        if self.kind == "<=":
+            return self.value <= self.target
+        return self.value >= self.target
+
+    def line(self) -> str:
+        verdict = {True: "PASS", False: "FAIL", None: "SKIP (not measured)"}[self.passed]
+        if self.value is None:
+            return f"{self.label}: n/a vs {self.reference} {verdict}"
+        if self.kind == "x":
+            got, want = f"{self.value:.2f}x {self.reference}", f">= {self.target:g}x"
+        elif self.kind == "%":
+            got, want = f"{self.value:.0%} of {self.reference}", f">= {self.target:.0%}"
+        elif self.kind == "<=":
+            got, want = f"{self.value:.2f}x {self.reference}", f"<= {self.target:g}x"
+        else:
+            got, want = f"{self.value:.0f} MB {self.reference}", f"< {self.target:g} MB"
+        return f"{self.label}: {got} (target {want}) {verdict}"
+
+
+def target_checks(report: dict, variant: str = OURS) -> list[Check]:
+    """Issue 5's targets, computed from this run (they are meant for the pinned mode)."""
+
+    def req(v: str, scenario: str, c: int) -> float | None:
+        result = find_run(report, v, scenario, c)
+        return result and result["req_per_s"]
+
+    def p99(v: str, scenario: str, c: int) -> float | None:
+        result = find_run(report, v, scenario, c)
+        return result and result["p99_ms"]
+
+    ceiling64 = http_ceiling(report, 64)
+    memory = report.get("memory", {}).get(variant)
+    return [
+        Check(
+            "/encode 1 img c64 req/s",
+            ratio(req(variant, "encode-1", 64), req(NAIVE, "encode-1", 64)),
+            3.0,
+            "x",
+            "baseline",
+        ),
+        Check(
+            "/encode 1 img c64 req/s",
+            ratio(req(variant, "encode-1", 64), ceiling64 and ceiling64["req_per_s"]),
+            0.6,
+            "%",
+            "HTTP ceiling",
+        ),
+        Check(
+            "/encode 1 img c64 p99",
+            ratio(p99(variant, "encode-1", 64), p99(NAIVE, "encode-1", 64)),
+            1.0,
+            "<=",
+            "baseline p99",
+        ),
+        Check(
+            "/encode 64 img npy c16 rows/s",
+            ratio(
+                rows_per_s(find_run(report, variant, "encode-64-npy", 16), 64),
+                compute_ceiling(report, "encoder", 64),
+            ),
+            0.3,
+            "%",
+            "compute ceiling batch 64",
+        ),
+        Check(
+            "/encode 64 img JSON c16 req/s",
+            ratio(req(variant, "encode-64", 16), req(NAIVE, "encode-64", 16)),
+            4.0,
+            "x",
+            "baseline",
+        ),
+        Check(
+            "/decode 1 latent c64 req/s",
+            ratio(req(variant, "decode-1", 64), req(NAIVE, "decode-1", 64)),
+            3.0,
+            "x",
+            "baseline",
+        ),
+        Check(
+            "RSS per worker under load",
+            memory["max_process_mb"] if memory else None,
+            RSS_LIMIT_MB,
+            "MB",
+            "max",
+        ),
+    ]
+
+
+def checked_variants(report: dict) -> list[str]:
+    """Our variants that ran (the targets are checked for each); `ours` when none did."""
+    ran = {run["variant"] for run in report.get("runs", [])}
+    return [v for v in (OURS, OURS_NO_BATCHING) if v in ran] or [OURS]
+
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def fmt_x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def markdown(report: dict) -> str:
+    mode, machine, settings = report["mode"], report["machine"], report["settings"]
+    out = [
+        f"# Benchmark results: {mode} mode",
+        "",
+        f"- Date: {machine['date']}; git commit `{machine['git_commit']}`",
+        f"- Machine: {machine['cores']} cores ({machine['cpu_model']}), kernel "
+        f"{machine['kernel']}, load average before the run {machine['load_average']}",
+        f"- Placement: {settings['placement']}",
+        f"- Load: {machine['wrk']}, {settings['duration_s']:g} s per run after a "
+        f"{settings['warmup_s']:g} s warm-up, wrk threads {settings['wrk_threads']}",
+        f"- Model: `{settings['model_dir']}` (latent dim {settings['latent_dim']})",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        f"- Command: `{settings['command']}`",
+        "",
+        "## Ceilings",
+        "",
+        "HTTP ceiling: our server's `GET /healthz` (same stack and middleware, no parsing, "
+        "no model). Compute ceiling: raw ONNX Runtime in-process, "
+        f"{report.get('compute_ceiling', {}).get('description', 'not measured')}.",
+        "",
+        "| Concurrency | HTTP ceiling req/s | p50 ms | p99 ms | errors |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c in settings["concurrency"]:
+        ceiling = http_ceiling(report, c)
+        if ceiling:
+            out.append(
+                f"| {c} | {fmt_rate(ceiling['req_per_s'])} | {fmt_ms(ceiling['p50_ms'])} | "
+                f"{fmt_ms(ceiling['p99_ms'])} | {ceiling['non_2xx'] + ceiling['socket_errors']} |"
+            )
+        else:
+            out.append(f"| {c} | — | — | — | — |")
+    compute = report.get("compute_ceiling", {}).get("rows_per_s", {})
+    batches = sorted({int(b) for graph in compute.values() for b in graph})
+    if batches:
+        out += ["", "| Graph | " + " | ".join(f"batch {b} rows/s" for b in batches) + " |"]
+        out.append("|---|" + "---:|" * len(batches))
+        for graph, by_batch in compute.items():
+            cells = " | ".join(fmt_rate(by_batch.get(str(b))) for b in batches)
+            out.append(f"| {graph} | {cells} |")
+    out += [
+        "",
+        "## Scenarios",
+        "",
+        "Ratios: req/s against the naive baseline at the same concurrency (binary scenarios "
+        "against the baseline's JSON twin), p99 against the baseline's p99 (lower is better), "
+        "req/s against the HTTP ceiling at the same concurrency, rows/s against the compute "
+        "ceiling at the same batch size. Errors: non-2xx answers + socket errors.",
+        "",
+        "| Scenario | c | Server | req/s | rows/s | p50 ms | p99 ms | errors | "
+        "x naive | p99 / naive | of HTTP ceiling | of compute ceiling |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table_rows(report):
+        r = row.result
+        if r is None:
+            reason = (row.error or "not run").replace("|", "/").replace("\n", " ")[:80]
+            out.append(
+                f"| {row.scenario.name} | {row.concurrency} | {row.variant} | "
+                f"failed: {reason} | | | | | | | | |"
+            )
+            continue
+        out.append(
+            f"| {row.scenario.name} | {row.concurrency} | {row.variant} | "
+            f"{fmt_rate(r['req_per_s'])} | {fmt_rate(row.rows_per_s)} | {fmt_ms(r['p50_ms'])} | "
+            f"{fmt_ms(r['p99_ms'])} | {r['non_2xx'] + r['socket_errors']} | "
+            f"{fmt_x(row.vs_naive)} | {fmt_x(row.p99_vs_naive)} | "
+            f"{fmt_pct(row.vs_http_ceiling)} | {fmt_pct(row.vs_compute_ceiling)} |"
+        )
+    out += [
+        "",
+        "## Memory under load",
+        "",
+        "RSS (VmRSS from /proc, shared libraries included) of every process of the server, "
+        "sampled every 0.25 s during the measured runs; idle: after start-up and warm-up.",
+        "",
+        "| Server | workers | max RSS of one process MB | max RSS of the process tree MB "
+        "| idle RSS of one process MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for variant, memory in report.get("memory", {}).items():
+        server = report.get("servers", {}).get(variant, {})
+        idle = server.get("idle_memory")
+        idle_mb = f"{idle['max_process_mb']:.0f}" if idle else "—"
+        out.append(
+            f"| {variant} | {server.get('workers', '?')} | {memory['max_process_mb']:.0f} | "
+            f"{memory['tree_total_mb']:.0f} | {idle_mb} |"
+        )
+    out += ["", "## Targets (issue 5; defined for the pinned mode)", ""]
+    for variant in checked_variants(report):
+        out += [f"{variant}:", "", "```"]
+        out += [check.line() for check in target_checks(report, variant)]
+        out += ["```", ""]
+    servers = report.get("servers", {})
+    if servers:
+        out += ["## Servers", ""]
+        for variant, server in servers.items():
+            out.append(f"- {variant}: `{server['command']}`")
+            if server.get("error"):
+                first_line = server["error"].splitlines()[0]
+                out.append(f"  - **failed**: {first_line} (see the JSON for the log tail)")
+        out.append("")
+    return "\n".join(out)

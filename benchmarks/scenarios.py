@@ -1,0 +1,67 @@
+"""The request scenarios every server variant is driven with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Graph = Literal["encoder", "decoder"]
+Encoding = Literal["json", "npy"]
+
+NPY_CONTENT_TYPE = "application/x-npy"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One route with one request body; `rows` is the model rows a single request computes."""
+
+    name: str
+    path: str
+    body: str  # key of the body file made by `benchmarks.bodies`
+    rows: int
+    graph: Graph
+    encoding: Encoding = "json"
+    # The naive app only speaks JSON: binary scenarios compare against its JSON twin.
+    baseline: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return NPY_CONTENT_TYPE if self.encoding == "npy" else "application/json"
+
+    @property
+    def accept(self) -> str:
+        return NPY_CONTENT_TYPE if self.encoding == "npy" else "application/json"
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or self.name
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("encode-1", "/encode", "encode-1.json", 1, "encoder"),
+    Scenario("encode-64", "/encode", "encode-64.json", 64, "encoder"),
+    Scenario("encode-64-npy", "/encode?seed=7", "encode-64.npy", 64, "encoder", "npy", "encode-64"),
+    Scenario("decode-1", "/decode", "decode-1.json", 1, "decoder"),
+    Scenario("decode-64", "/decode", "decode-64.json", 64, "decoder"),
+    Scenario("decode-64-npy", "/decode", "decode-64.npy", 64, "decoder", "npy", "decode-64"),
+    Scenario("sample-16", "/sample", "sample-16.json", 16, "decoder"),
+    Scenario("interpolate-10", "/interpolate", "interpolate-10.json", 10, "decoder"),
+)
+
+# GET with the same server stack and middleware but no parsing and no model: the HTTP ceiling.
+HTTP_CEILING_PATH = "/healthz"
+
+DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 16, 64)
+
+
+def by_name(name: str) -> Scenario:
+    for scenario in SCENARIOS:
+        if scenario.name == name:
+            return scenario
+    known = ", ".join(s.name for s in SCENARIOS)
+    raise KeyError(f"unknown scenario {name!r}; known: {known}")
+
+
+def compute_batches(scenarios: tuple[Scenario, ...] | list[Scenario]) -> list[int]:
+    """Batch sizes the compute ceiling must cover: 1 and 64 always, plus each scenario's rows."""
+    return sorted({1, 64, *(s.rows for s in scenarios)})
