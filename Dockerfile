@@ -1,0 +1,136 @@
+# Images of the VAE project (pick one with --target; compose does it for you):
+#   service      CPU inference service with the committed default model (also the last stage)
+#   service-gpu  the same on onnxruntime-gpu with CUDA/cuDNN from PyPI (needs the NVIDIA container toolkit)
+#   train        trains, exports and evaluates a model into /models (CPU torch from TORCH_INDEX_URL)
+# Every image runs as the unprivileged user `vae` (UID 10001). Build with BuildKit (the default of
+# current Docker and of `docker compose build`) so that building one target skips the others.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------
+# Shared build base: a virtual environment in /opt/venv that the runtime stages copy as a whole.
+FROM ${PYTHON_IMAGE} AS build-base
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ORT_DISABLE_TELEMETRY=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from pyproject.toml alone (empty package stubs), so that editing the code
+# does not re-download them; the real packages are installed afterwards without dependencies.
+# The stubs' build/ is removed: setuptools would keep the (newer) stubs over the copied code.
+COPY pyproject.toml README.md ./
+RUN mkdir -p service training vae_manifest \
+    && touch service/__init__.py training/__init__.py vae_manifest/__init__.py
+
+# ---------------------------------------------------------------------------------------------
+FROM build-base AS build-service
+# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
+# again would drift from it.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir '.[service]' \
+    && rm -rf build ./*.egg-info
+COPY service ./service
+COPY training ./training
+COPY vae_manifest ./vae_manifest
+# pip and setuptools are not needed at run time (about 20 MB).
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && python -c "import onnxruntime, vae_manifest, service.app" \
+    && pip uninstall --yes --quiet pip setuptools
+
+# ---------------------------------------------------------------------------------------------
+# Runtime base: no compilers, no build files, no tests; just Python, the venv and a user.
+FROM ${PYTHON_IMAGE} AS runtime-base
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VAE_HOST=0.0.0.0 \
+    VAE_PORT=8000 \
+    VAE_MODEL_DIR=/app/models/mnist-vae \
+    ORT_DISABLE_TELEMETRY=1
+RUN groupadd --system --gid 10001 vae \
+    && useradd --system --uid 10001 --gid vae --home-dir /app --no-create-home --shell /usr/sbin/nologin vae \
+    && mkdir -p /app/models /models \
+    && chown vae:vae /models
+WORKDIR /app
+EXPOSE 8000
+# /readyz answers 200 only once the model is loaded and warm; urlopen raises on any other status.
+# Python instead of curl: the slim image has no curl.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('VAE_PORT', '8000') + '/readyz', timeout=4)"]
+
+# ---------------------------------------------------------------------------------------------
+FROM runtime-base AS service
+COPY --from=build-service /opt/venv /opt/venv
+COPY models/mnist-vae /app/models/mnist-vae
+USER 10001:10001
+CMD ["vae-serve"]
+
+# ---------------------------------------------------------------------------------------------
+# onnxruntime-gpu's `cuda` and `cudnn` extras bring the CUDA runtime, cuBLAS, cuFFT, cuRAND and
+# cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes from
+# the NVIDIA container toolkit.
+FROM build-base AS build-gpu
+ARG ORT_GPU_REQUIREMENT="onnxruntime-gpu[cuda,cudnn]>=1.21,<2"
+# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
+# again would drift from it.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir '.[gpu]' "${ORT_GPU_REQUIREMENT}" \
+    && rm -rf build ./*.egg-info
+COPY service ./service
+COPY training ./training
+COPY vae_manifest ./vae_manifest
+# pip and setuptools are not needed at run time (about 20 MB).
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && python -c "import onnxruntime, vae_manifest, service.app" \
+    && pip uninstall --yes --quiet pip setuptools
+
+# ---------------------------------------------------------------------------------------------
+FROM runtime-base AS service-gpu
+COPY --from=build-gpu /opt/venv /opt/venv
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Let the dynamic loader find the CUDA/cuDNN libraries that the nvidia-* wheels put in the venv.
+RUN find /opt/venv/lib/python3.11/site-packages/nvidia -name 'lib*.so*' -printf '%h\n' \
+        | sort -u > /etc/ld.so.conf.d/zz-nvidia-pypi.conf \
+    && ldconfig
+COPY models/mnist-vae /app/models/mnist-vae
+ENV VAE_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+CMD ["vae-serve"]
+
+# ---------------------------------------------------------------------------------------------
+# Training image. PyPI's Linux torch wheel pulls gigabytes of CUDA libraries; PyTorch's CPU
+# index serves the same version as `+cpu` (a higher local version, so pip prefers it).
+FROM build-base AS train
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Only for a plain-http mirror of that index (pip refuses http hosts it does not trust).
+ARG PIP_TRUSTED_HOST=""
+# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
+# again would drift from it.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" '.[training]' \
+    && rm -rf build ./*.egg-info
+COPY service ./service
+COPY training ./training
+COPY vae_manifest ./vae_manifest
+RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+    && groupadd --system --gid 10001 vae \
+    && useradd --system --uid 10001 --gid vae --home-dir /home/vae --create-home --shell /usr/sbin/nologin vae \
+    && mkdir -p /models /data \
+    && chown vae:vae /models /data
+# /models receives the model directory, /data caches MNIST (mount volumes on both: a named
+# volume starts as a copy of the image's directory, owned by the unprivileged user).
+ENV PYTHONUNBUFFERED=1 \
+    VAE_DATA_DIR=/data
+WORKDIR /home/vae
+USER 10001:10001
+CMD ["python", "-m", "training", "all", "--model-dir", "/models/mnist-vae"]
+
+# ---------------------------------------------------------------------------------------------
+# A plain `docker build .` builds the last stage: the CPU service. BuildKit builds only the
+# stages a target needs; the classic builder builds every stage above the target, so with it
+# always pass `--target service` (stages are ordered so that this builds only the service).
+FROM service AS default
