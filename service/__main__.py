@@ -4,6 +4,9 @@ Workers default to the number of cores. With several workers Prometheus needs a 
 directory for its multiprocess mode; the launcher creates it before any worker starts (the
 variable must be set before prometheus_client is imported) and removes it on exit. SIGTERM
 stops accepting connections and lets in-flight requests finish (up to VAE_SHUTDOWN_TIMEOUT).
+
+Exit status: 0 after a requested stop, 2 for invalid settings, 3 when the model cannot be
+served (checked in the launcher first, so a broken model directory gives one clear line).
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from service.config import Settings
+from vae_manifest import ManifestError, load_manifest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # same name as service.api.metrics, imported late
+EXIT_BAD_SETTINGS = 2
+EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
 
 
 def _prepare_metrics_dir() -> Path | None:
@@ -44,18 +51,54 @@ def _exit_cleanly_after_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
 
+def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
+    """Run uvicorn until stopped; False when the app (in any worker) failed to start.
+
+    `uvicorn.run` exits 0 when a worker of several fails to start, which would hide the
+    failure from supervisors, so the supervisor is driven here directly.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "service.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=log_config,
+        log_level=settings.log_level,
+        access_log=False,  # the app logs one structured line per request itself
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        server_header=False,
+    )
+    if config.workers > 1:
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        return all(p.exitcode != EXIT_STARTUP_FAILURE for p in supervisor.processes)
+    server = uvicorn.Server(config)
+    server.run()
+    return server.started
+
+
 def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
         sys.stderr.write(f"invalid configuration:\n{exc}\n")
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+    try:
+        load_manifest(settings.model_dir, verify=True)  # sha256s too; no ONNX Runtime needed
+    except ManifestError as exc:
+        sys.stderr.write(f"cannot serve {settings.model_dir}: {exc}\n")
+        raise SystemExit(EXIT_STARTUP_FAILURE) from None
 
     created = _prepare_metrics_dir()
     _exit_cleanly_after_sigterm()
     try:
-        import uvicorn
-
         from service.api.logs import log_config
 
         config = log_config(settings.log_level, settings.log_format)
@@ -69,24 +112,12 @@ def main() -> None:
                 "model_dir": str(settings.model_dir),
             },
         )
-        uvicorn.run(
-            "service.app:create_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            log_config=config,
-            log_level=settings.log_level,
-            access_log=False,  # the app logs one structured line per request itself
-            timeout_graceful_shutdown=settings.shutdown_timeout,
-            server_header=False,
-        )
+        started = _serve(settings, config)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+    if not started:
+        raise SystemExit(EXIT_STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from service.api.auth import api_key_guard
 from service.api.errors import install_error_handlers
@@ -94,17 +95,16 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         redoc_url=None,
     )
     app.state.service = None
-    app.state.settings = settings
-    app.state.metrics = metrics
     install_error_handlers(app)
 
-    protected = []
     key = settings.api_key_value
-    if key:
-        protected.append(Depends(api_key_guard(key)))
-    app.include_router(build_health_router(metrics))
-    app.include_router(build_inference_router(settings), dependencies=protected)
-    app.include_router(build_model_router(settings), dependencies=protected)
+    protected = [Depends(api_key_guard(key))] if key else []
+    health = build_health_router(metrics)
+    inference = build_inference_router(settings)
+    model = build_model_router(settings)
+    app.include_router(health)
+    app.include_router(inference, dependencies=protected)
+    app.include_router(model, dependencies=protected)
     install_docs(app)
 
     def latent_dim() -> int | None:
@@ -123,7 +123,17 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
             expose_headers=["X-Request-ID", "X-Seed", "X-Arrays"],
         )
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestObserver, metrics=metrics, access_log_enabled=settings.access_log)
+    app.add_middleware(
+        RequestObserver,
+        metrics=metrics,
+        access_log_enabled=settings.access_log,
+        route_paths=frozenset(
+            route.path
+            for router in (health, inference, model)
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ),
+    )
     return app
 
 

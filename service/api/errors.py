@@ -14,12 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.runtime.errors import InvalidInput, ModelLoadError, ModelNotReady, VAEError
+from service.runtime.errors import InvalidInput, ModelNotReady, VAEError
 
 log = logging.getLogger("service.api")
 
 REQUEST_ID_KEY = "vae.request_id"
-# Lets the request observer label error metrics without parsing bodies.
+# Carries the error code to the request observer (for metrics), which strips it from the answer.
 ERROR_CODE_HEADER = "X-Error-Code"
 
 
@@ -141,7 +141,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(ModelNotReady, _not_ready)
-    app.add_exception_handler(ModelLoadError, _vae_error)
     app.add_exception_handler(VAEError, _vae_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

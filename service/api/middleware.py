@@ -15,13 +15,14 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import REQUEST_ID_KEY, BodyTooLargeError, error_body
+from service.api.errors import ERROR_CODE_HEADER, REQUEST_ID_KEY, BodyTooLargeError, error_body
 from service.api.metrics import Metrics
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.api")
 
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_ERROR_CODE = ERROR_CODE_HEADER.lower().encode()
 
 
 async def _send_error(send: Send, status: int, body: bytes, request_id: str | None) -> None:
@@ -33,10 +34,19 @@ async def _send_error(send: Send, status: int, body: bytes, request_id: str | No
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        access_log_enabled: bool = True,
+        route_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log_enabled = access_log_enabled
+        # Labels answers given before routing (a 413 from Content-Length) with their route;
+        # any other unrouted path is "unmatched", so label values stay few.
+        self.route_paths = route_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +68,12 @@ class RequestObserver:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
-                headers = list(message.get("headers", ()))
-                for name, value in headers:
-                    if name == b"x-error-code":
+                headers = [rid_header]
+                for name, value in message.get("headers", ()):
+                    if name == _ERROR_CODE:  # for the metrics only; not sent to the client
                         state["error_code"] = value.decode()
-                headers.append(rid_header)
+                    else:
+                        headers.append((name, value))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -81,8 +92,9 @@ class RequestObserver:
                 await _send_error(send, 500, body, request_id)
         finally:
             seconds = time.perf_counter() - start
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or (
+                scope["path"] if scope["path"] in self.route_paths else "unmatched"
+            )
             status = state["status"]
             method = scope["method"]
             self.metrics.observe_request(route, method, status, seconds)
@@ -158,7 +170,7 @@ class BodyLimit:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
-            (b"x-error-code", b"body_too_large"),
+            (_ERROR_CODE, b"body_too_large"),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

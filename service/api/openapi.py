@@ -4,10 +4,12 @@ rendered as OpenAPI 3.0 because the bundled (offline) Swagger UI 4 does not read
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.api import schemas
@@ -17,24 +19,34 @@ OPENAPI_VERSION = "3.0.3"
 DEFAULT_LATENT_DIM = 30
 REF = "#/components/schemas/{model}"
 
+
+class _RouteDoc(NamedTuple):
+    request_model: str
+    examples_key: str
+    binary_bodies: bool  # also reads application/x-npy and application/octet-stream
+    answers: tuple[str, ...]  # media types answered besides JSON
+    response_model: type[BaseModel]
+
+
 _ROUTES = {
-    # path: (request model, example key, extra body media types, answer media types)
-    "/encode": ("EncodeRequest", "encode", True, ("application/x-npy",), schemas.EncodeResponse),
-    "/decode": (
+    "/encode": _RouteDoc(
+        "EncodeRequest", "encode", True, ("application/x-npy",), schemas.EncodeResponse
+    ),
+    "/decode": _RouteDoc(
         "DecodeRequest",
         "decode",
         True,
         ("image/png", "application/x-npy"),
         schemas.ImagesResponse,
     ),
-    "/sample": (
+    "/sample": _RouteDoc(
         "SampleRequest",
         "sample",
         False,
         ("image/png", "application/x-npy"),
         schemas.SampleResponse,
     ),
-    "/interpolate": (
+    "/interpolate": _RouteDoc(
         "InterpolateRequest",
         "interpolate",
         False,
@@ -88,7 +100,7 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
         )
         components = doc.setdefault("components", {}).setdefault("schemas", {})
         models = schemas.request_models(settings)
-        response_models = [schemas.ErrorBody] + [spec[4] for spec in _ROUTES.values()]
+        response_models = [schemas.ErrorBody] + [r.response_model for r in _ROUTES.values()]
         _, top = models_json_schema(
             [(m, "validation") for m in (*models.values(), *response_models)], ref_template=REF
         )
@@ -98,6 +110,12 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
             f"Limits: at most {settings.max_images} images or latents per request, n <= "
             f"{settings.max_n}, steps <= {settings.max_steps}, bodies <= "
             f"{settings.max_body_bytes} bytes (413 beyond)."
+        )
+        error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
+        unauthorized = (
+            {"401": {"description": "Missing or wrong API key.", "content": error}}
+            if settings.api_key_value
+            else {}
         )
         for path, (model, key, binary, answers, response_model) in _ROUTES.items():
             op = doc["paths"][path]["post"]
@@ -128,20 +146,20 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
             }
             for media in answers:
                 ok[media] = {"schema": {"type": "string", "format": "binary"}}
-            error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
             op["responses"] = {
                 "200": {"description": "Success.", "content": ok},
                 "400": {"description": "Malformed JSON.", "content": error},
-                "401": {
-                    "description": "Missing or wrong API key (when one is set).",
-                    "content": error,
-                },
+                **unauthorized,
                 "406": {"description": "Unsupported Accept.", "content": error},
                 "413": {"description": "Body too large.", "content": error},
                 "415": {"description": "Unsupported Content-Type.", "content": error},
                 "422": {"description": "Invalid value; `field` names it.", "content": error},
                 "503": {"description": "Model not loaded yet.", "content": error},
             }
+        # FastAPI's own 422 models, once no response refers to them any more.
+        if REF.format(model="HTTPValidationError").encode() not in orjson.dumps(doc["paths"]):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
         doc["info"]["x-latent-dim"] = dim
         doc = _to_openapi_30(doc)
         if dim is not None:  # cache only once the model (and so its latent size) is known

@@ -18,6 +18,12 @@ from service.config import Settings
 from service.runtime.service import MAX_SEED
 
 ImageJSON = list[float] | list[list[float]] | str
+# Defaults and fixed limits of the JSON bodies; the routes apply the same ones.
+DEFAULT_N = 1
+DEFAULT_TEMPERATURE = 1.0
+MAX_TEMPERATURE = 10.0
+DEFAULT_STEPS = 10
+DEFAULT_METHOD = "linear"
 IMAGE_DOC = (
     "A 28x28 grayscale image in [0, 1], white digit on black: a flat list of 784 numbers, "
     "a nested 28x28 list, or a base64 PNG string (any size and mode; converted to 8-bit "
@@ -82,9 +88,16 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
 
     class SampleRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        n: int = Field(1, ge=1, le=settings.max_n, description="How many images to generate.")
+        n: int = Field(
+            DEFAULT_N, ge=1, le=settings.max_n, description="How many images to generate."
+        )
         seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random when absent).")
-        temperature: float = Field(1.0, ge=0, le=10, description="z ~ N(0, temperature^2 I).")
+        temperature: float = Field(
+            DEFAULT_TEMPERATURE,
+            ge=0,
+            le=MAX_TEMPERATURE,
+            description="z ~ N(0, temperature^2 I).",
+        )
 
     class InterpolateRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -99,10 +112,13 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
             None, description="End latent of d numbers (or give `end`)."
         )
         steps: int = Field(
-            10, ge=2, le=settings.max_steps, description="Points on the path, both ends included."
+            DEFAULT_STEPS,
+            ge=2,
+            le=settings.max_steps,
+            description="Points on the path, both ends included.",
         )
         method: Literal["linear", "slerp"] = Field(
-            "linear", description="Linear or spherical interpolation."
+            DEFAULT_METHOD, description="Linear or spherical interpolation."
         )
 
     return {

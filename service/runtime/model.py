@@ -49,17 +49,23 @@ def ort_session_options(options: SessionOptions) -> ort.SessionOptions:
     return so
 
 
-def as_rows(array: object, field: str, width: int) -> np.ndarray:
-    """Check an (n, width) numeric array with n >= 1; return it as C-contiguous float32.
-
-    Values are not range-checked here (the API layer does that); NaN or Inf never crash.
-    """
+def numeric_array(value: object, field: str) -> np.ndarray:
+    """``value`` as a numpy array of numbers (any shape), or InvalidInput naming ``field``."""
     try:
-        array = np.asarray(array)
+        array = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(field, f"must be a numeric array: {exc}") from None
     if array.dtype.kind not in "fiu":
         raise InvalidInput(field, f"must contain numbers, got dtype {array.dtype}")
+    return array
+
+
+def as_rows(value: object, field: str, width: int) -> np.ndarray:
+    """Check an (n, width) numeric array with n >= 1; return it as C-contiguous float32.
+
+    Values are not range-checked here (the API layer does that); NaN or Inf never crash.
+    """
+    array = numeric_array(value, field)
     if array.ndim != 2:
         raise InvalidInput(field, f"must be 2-D (n, {width}), got shape {array.shape}")
     if array.shape[1] != width:

@@ -14,7 +14,7 @@ import numpy as np
 from service.runtime.batching import MicroBatcher, RunFn, timed_run
 from service.runtime.errors import InvalidInput, ModelNotReady
 from service.runtime.interpolation import METHODS
-from service.runtime.model import VAEModel
+from service.runtime.model import VAEModel, numeric_array
 from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
 from service.runtime.options import DEFAULT_BATCHING_OPTIONS, BatchingOptions
 
@@ -195,12 +195,7 @@ class VAEService:
         return GenerateResult(z=z, images=images, seed=None)
 
     def _latent_vector(self, value: np.ndarray, field: str) -> np.ndarray:
-        try:
-            array = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInput(field, f"must be a numeric vector: {exc}") from None
-        if array.dtype.kind not in "fiu":
-            raise InvalidInput(field, f"must contain numbers, got dtype {array.dtype}")
+        array = numeric_array(value, field)
         if array.ndim == 2 and array.shape[0] == 1:
             array = array[0]
         if array.shape != (self.latent_dim,):

@@ -18,7 +18,9 @@ def secured(make_client):
 
 def test_without_a_key_configured_nothing_is_required_or_declared(client):
     assert client.post("/decode", json=DECODE).status_code == 200
-    assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
+    doc = client.get("/openapi.json").json()
+    assert "securitySchemes" not in doc.get("components", {})
+    assert "401" not in doc["paths"]["/encode"]["post"]["responses"]
 
 
 @pytest.mark.parametrize(
@@ -53,4 +55,5 @@ def test_openapi_declares_both_schemes_when_a_key_is_set(secured):
     doc = secured.get("/openapi.json").json()
     assert set(doc["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
     assert doc["paths"]["/encode"]["post"]["security"]
+    assert "401" in doc["paths"]["/encode"]["post"]["responses"]
     assert "security" not in doc["paths"]["/healthz"]["get"]

@@ -24,6 +24,7 @@ def assert_error(response, status: int, field: str | None, words: str = "") -> N
     assert error["field"] == field, error
     assert words.lower() in error["message"].lower(), error
     assert error["code"]
+    assert "x-error-code" not in response.headers  # internal to the metrics
 
 
 @pytest.mark.parametrize(
@@ -39,6 +40,10 @@ def assert_error(response, status: int, field: str | None, words: str = "") -> N
         ("/encode", {"images": [[*IMG[:-1], "0.5"]]}, "images[0]", "numbers"),
         ("/encode", {"images": [[*IMG[:-1], None]]}, "images[0]", "numbers"),
         ("/encode", {"images": [[True] * 784]}, "images[0]", "booleans"),
+        ("/encode", {"images": [IMG, [True, *IMG[1:]]]}, "images[1]", "booleans"),
+        ("/encode", {"images": [[[False] + [0.5] * 27] * 28]}, "images[0]", "booleans"),
+        ("/decode", {"z": [Z, [*Z[:-1], True]]}, "z[1]", "booleans"),
+        ("/interpolate", {"start_z": [True, *Z[1:]], "end_z": Z}, "start_z", "booleans"),
         ("/encode", {"images": [{"a": 1}]}, "images[0]", "image"),
         ("/encode", {"images": []}, "images", "empty"),
         ("/encode", {"images": "x"}, "images", "list"),
@@ -58,6 +63,10 @@ def assert_error(response, status: int, field: str | None, words: str = "") -> N
         ("/decode", {"z": []}, "z", "empty"),
         ("/decode", {"z": [0.0] * LATENT_DIM}, "z[0]", "list"),
         ("/sample", {"n": 0}, "n", ">= 1"),
+        ("/sample", {"n": None}, "n", "integer"),
+        ("/sample", {"n": 10**30}, "n", "integer from 1 to 256"),
+        ("/sample", {"n": 1, "seed": 2**64}, "seed", f"integer from 0 to {2**64 - 1}"),
+        ("/sample", {"n": True}, "n", "got a boolean"),
         ("/sample", {"n": 100_000}, "n", "<= 256"),
         ("/sample", {"n": "3"}, "n", "integer"),
         ("/sample", {"n": 2, "temperature": -1}, "temperature", "between"),
@@ -69,6 +78,7 @@ def assert_error(response, status: int, field: str | None, words: str = "") -> N
             "unknown",
         ),
         ("/interpolate", {"start_z": Z, "end_z": Z, "steps": 1}, "steps", ">= 2"),
+        ("/interpolate", {"start_z": Z, "end_z": Z, "steps": None}, "steps", "integer"),
         ("/interpolate", {"start_z": Z, "end_z": Z, "steps": 10_000}, "steps", "<= 64"),
         ("/interpolate", {"start": IMG, "start_z": Z, "end_z": Z}, "start", "both"),
         ("/interpolate", {"end_z": Z}, "start", "neither"),
@@ -79,6 +89,13 @@ def assert_error(response, status: int, field: str | None, words: str = "") -> N
 )
 def test_bad_json_values_are_422_naming_the_field(client, route, body, field, words):
     assert_error(client.post(route, json=body), 422, field, words)
+
+
+def test_error_messages_quote_only_a_short_piece_of_the_value(client):
+    for body in ({"n": "x" * 100_000}, {"n": 1, "y" * 100_000: 1}):
+        response = client.post("/sample", json=body)
+        assert response.status_code == 422
+        assert len(response.content) < 300, response.text
 
 
 def test_too_many_images_is_refused(make_client):
@@ -113,7 +130,11 @@ def test_wrong_content_type_is_415(client):
 
 
 def test_unknown_http_method_and_path(client):
-    assert_error(client.put("/encode"), 405, None, "not allowed")
+    for response in (client.put("/encode"), client.get("/sample")):
+        assert_error(response, 405, None, "not allowed")
+        assert response.headers["allow"] == "POST"
+    head = client.head("/decode")
+    assert (head.status_code, head.headers["content-type"]) == (405, "application/json")
     assert_error(client.get("/nope"), 404, None, "not found")
 
 
@@ -124,6 +145,9 @@ def test_body_over_the_limit_is_413_from_content_length(make_client):
         )
         assert_error(response, 413, None, "2048")
         assert client.get("/readyz").status_code == 200  # and the server carries on
+        metrics = client.get("/metrics").text
+    # refused before routing, yet counted under its route
+    assert 'vae_http_errors_total{code="body_too_large",route="/decode"} 1.0' in metrics
 
 
 def test_streamed_body_over_the_limit_is_413_without_reading_it_all(tiny_model_dir):

@@ -106,6 +106,63 @@ def test_bad_binary_bodies_are_422_naming_the_problem(client):
         assert response.json()["error"]["field"] == field, response.text
 
 
+def test_fortran_order_big_endian_and_float64_npy_equal_the_plain_one(client):
+    images = np.stack([digit(i).reshape(-1) for i in range(3)])
+    expected = client.post("/encode?seed=2", content=npy(images), headers={"Content-Type": NPY})
+    for variant in (
+        np.asfortranarray(images),
+        images.astype(">f4"),
+        images.astype(np.float64),
+        images.reshape(3, 28, 28),
+    ):
+        response = client.post(
+            "/encode?seed=2", content=npy(variant), headers={"Content-Type": NPY}
+        )
+        assert response.json() == expected.json()
+
+
+def test_npy_whose_header_disagrees_with_its_data_is_refused_before_allocating(client):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 784)}
+    )
+    for body in (
+        header.getvalue() + b"\0" * 16,  # declares 3 TB
+        npy(np.zeros((1, 784), np.float32)) + b"\0" * 8,  # trailing bytes
+        npy(np.zeros((1, 784), np.float32))[:-4],  # short data
+    ):
+        response = client.post("/encode", content=body, headers={"Content-Type": NPY})
+        assert response.status_code == 422, response.text
+        assert "declares shape" in response.json()["error"]["message"]
+
+
+def test_raw_shape_header_too_big_for_any_body_is_422(client):
+    response = client.post(
+        "/decode",
+        content=b"\0" * 8,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "X-Array-Shape": "99999999999999999999,99999999999999999999",
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "z"
+
+
+def test_wrong_binary_shape_is_named_as_sent(client):
+    response = client.post(
+        "/encode", content=npy(np.zeros((2, 1, 28, 28), np.float32)), headers={"Content-Type": NPY}
+    )
+    assert response.status_code == 422
+    assert "got [2, 1, 28, 28]" in response.json()["error"]["message"]
+
+
+def test_seed_in_the_query_also_serves_json_bodies_unless_the_body_has_one(client):
+    body = {"images": [digit(0).reshape(-1).tolist()]}
+    assert client.post("/encode?seed=11", json=body).json()["seed"] == 11
+    assert client.post("/encode?seed=11", json={**body, "seed": 12}).json()["seed"] == 12
+
+
 def test_object_npy_is_refused_without_unpickling(client):
     buf = io.BytesIO()
     np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)

@@ -44,7 +44,7 @@ def test_defaults():
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("VAE_PROVIDERS", "Bogus"), ("VAE_LOG_FORMAT", "xml"), ("VAE_MAX_N", "0")]
+    ("name", "value"), [("VAE_PROVIDERS", " , "), ("VAE_LOG_FORMAT", "xml"), ("VAE_MAX_N", "0")]
 )
 def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)

@@ -32,6 +32,26 @@ def test_png_of_any_mode_is_accepted(client, mode):
     assert _mu(client, b64(png_bytes(digit(1), mode=mode))).shape == (LATENT_DIM,)
 
 
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped(client):
+    pixels = digit(5)
+    wide = Image.fromarray((pixels * 65535).round().astype(np.uint16))
+    assert wide.mode == "I;16"
+    buf = io.BytesIO()
+    wide.save(buf, format="PNG")
+    np.testing.assert_allclose(
+        _mu(client, b64(buf.getvalue())), _mu(client, b64(png_bytes(pixels))), atol=1e-5
+    )
+
+
+def test_images_of_one_request_share_a_pixel_budget(client):
+    """Four 2048x2048 images fit the 4096x4096 budget together; a fifth is refused by name."""
+    big = b64(png_bytes(np.zeros((2048, 2048), np.float32)))
+    response = client.post("/encode", json={"images": [big] * 5})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "images[4]"
+    assert "pixels together" in response.json()["error"]["message"]
+
+
 def test_png_of_another_size_is_resized_to_28x28(client):
     big = np.kron(digit(3), np.ones((4, 4), dtype=np.float32))  # 112x112, same picture
     small = _mu(client, b64(png_bytes(digit(3))))

@@ -16,6 +16,13 @@ def test_healthz_and_readyz_answer_ok(client):
     assert client.get("/readyz").json() == {"status": "ready"}
 
 
+def test_health_probes_answer_head_too(client):
+    for path in ("/healthz", "/readyz"):
+        response = client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+
+
 def test_readyz_is_503_and_routes_refuse_before_the_model_is_loaded(tiny_model_dir):
     from fastapi.testclient import TestClient
 
@@ -24,9 +31,12 @@ def test_readyz_is_503_and_routes_refuse_before_the_model_is_loaded(tiny_model_d
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
-    response = client.post("/decode", json={"z": [[0.0] * LATENT_DIM]})
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "not_ready"
+    for response in (
+        client.post("/decode", json={"z": [[0.0] * LATENT_DIM]}),
+        client.get("/model"),
+    ):
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "not_ready"
 
 
 def test_encode_returns_mu_sigma_and_z_from_the_seed(client):

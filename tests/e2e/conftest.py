@@ -47,9 +47,11 @@ class Server:
             raise
 
 
-def start_server(model_dir: Path, tmp_dir: Path, workers: int = 1, **env: str) -> Server:
-    port = free_port()
-    log_path = tmp_dir / f"server-{port}.log"
+SERVER_COMMAND = [sys.executable, "-m", "service"]
+
+
+def server_env(model_dir: Path, tmp_dir: Path, port: int, workers: int, **env: str) -> dict:
+    """The environment of a launcher serving `model_dir` on 127.0.0.1:`port`."""
     full_env = {
         **os.environ,
         "VAE_MODEL_DIR": str(model_dir),
@@ -61,9 +63,16 @@ def start_server(model_dir: Path, tmp_dir: Path, workers: int = 1, **env: str) -
         **env,
     }
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return full_env
+
+
+def start_server(model_dir: Path, tmp_dir: Path, workers: int = 1, **env: str) -> Server:
+    port = free_port()
+    log_path = tmp_dir / f"server-{port}.log"
+    full_env = server_env(model_dir, tmp_dir, port, workers, **env)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=log
+            SERVER_COMMAND, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=log
         )
     server = Server(process, f"http://127.0.0.1:{port}", port, log_path, tmp_dir)
     deadline = time.monotonic() + START_TIMEOUT_S

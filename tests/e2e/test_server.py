@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import socket
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,6 +15,8 @@ import numpy as np
 import orjson
 import pytest
 from PIL import Image
+
+from tests.e2e.conftest import REPO_ROOT, SERVER_COMMAND, free_port, server_env
 
 LATENT_DIM = 4  # the tiny model
 pytestmark = pytest.mark.slow
@@ -147,3 +151,32 @@ def test_two_workers_metrics_add_up_and_shutdown_is_clean(server_factory):
     assert len(access) == sent
     assert server.stop() == 0
     assert not list(server.tmp_dir.glob("vae-metrics-*")), "launcher left its metrics directory"
+
+
+def _run_to_exit(model_dir, tmp_path, workers: int, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        SERVER_COMMAND,
+        cwd=REPO_ROOT,
+        env=server_env(model_dir, tmp_path, free_port(), workers, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_tampered_model_refuses_to_start_with_one_line_naming_the_file(tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    with open(model_dir / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    result = _run_to_exit(model_dir, tmp_path, workers=2)
+    assert result.returncode == 3
+    assert "decoder.onnx: sha256 mismatch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workers_that_fail_to_start_make_the_launcher_exit_3(tiny_model_dir, tmp_path):
+    """uvicorn.run itself would exit 0 here, hiding the failure from supervisors."""
+    result = _run_to_exit(tiny_model_dir, tmp_path, workers=2, VAE_PROVIDERS="NoSuchProvider")
+    assert result.returncode == 3
+    assert "unknown execution provider 'NoSuchProvider'" in result.stderr
+    assert not list(tmp_path.glob("vae-metrics-*")), "launcher left its metrics directory"

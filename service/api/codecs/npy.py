@@ -1,9 +1,14 @@
 """Binary arrays: `.npy` files (`application/x-npy`) and raw little-endian float32
-(`application/octet-stream` with the shape in the `X-Array-Shape` header)."""
+(`application/octet-stream` with the shape in the `X-Array-Shape` header).
+
+The declared shape is checked against the body's length before any array is allocated, so a
+few bytes cannot claim gigabytes.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 
@@ -13,18 +18,34 @@ NPY_MEDIA_TYPE = "application/x-npy"
 RAW_MEDIA_TYPE = "application/octet-stream"
 SHAPE_HEADER = "x-array-shape"
 _NUMERIC_KINDS = "fiu"
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def read_npy(body: bytes, field: str) -> np.ndarray:
-    """A `.npy` file -> float32 array; pickled (object) arrays are refused."""
+    """A `.npy` file (format 1.0 or 2.0) of a numeric dtype -> float32; never unpickles."""
+    stream = io.BytesIO(body)
     try:
-        arr = np.lib.format.read_array(io.BytesIO(body), allow_pickle=False)
+        version = np.lib.format.read_magic(stream)
+        reader = _HEADER_READERS.get(version)
+        if reader is None:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+        shape, fortran_order, dtype = reader(stream)
     except Exception as exc:
         raise invalid(field, f"not a valid .npy file: {exc}") from None
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise invalid(field, f"dtype {arr.dtype} is not numeric; send float32")
-    with np.errstate(over="ignore"):
-        return np.ascontiguousarray(arr, dtype=np.float32)
+    if dtype.kind not in _NUMERIC_KINDS:
+        raise invalid(field, f"the .npy array has dtype {dtype}, not numbers; send float32")
+    count = math.prod(shape)
+    data = len(body) - stream.tell()
+    if count * dtype.itemsize != data:
+        raise invalid(
+            field,
+            f"the .npy header declares shape {list(shape)} of {dtype}; the data is {data} bytes",
+        )
+    arr = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
+    return _float32(arr.reshape(shape, order="F" if fortran_order else "C"))
 
 
 def read_raw(body: bytes, shape_header: str | None, field: str) -> np.ndarray:
@@ -37,14 +58,20 @@ def read_raw(body: bytes, shape_header: str | None, field: str) -> np.ndarray:
         shape = tuple(int(part) for part in shape_header.split(","))
     except ValueError:
         raise invalid("X-Array-Shape", "must be comma-separated integers, e.g. '1,784'") from None
-    if not shape or any(dim < 1 for dim in shape):
+    if any(dim < 1 for dim in shape):
         raise invalid("X-Array-Shape", "dimensions must be positive integers")
-    expected = 4 * int(np.prod(shape, dtype=np.int64))
+    expected = 4 * math.prod(shape)
     if expected != len(body):
         raise invalid(
             field, f"body has {len(body)} bytes but shape {list(shape)} of float32 needs {expected}"
         )
-    return np.frombuffer(body, dtype="<f4").reshape(shape).astype(np.float32, copy=False)
+    return _float32(np.frombuffer(body, dtype="<f4").reshape(shape))
+
+
+def _float32(arr: np.ndarray) -> np.ndarray:
+    # Values beyond float32 become +-inf, which the finiteness checks then name.
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32, order="C", copy=False)
 
 
 def write_npy(arr: np.ndarray) -> bytes:

@@ -20,7 +20,12 @@ from service.api.errors import invalid
 IMAGE_SIDE = 28
 MAX_UPLOAD_SIDE = 4096
 MAX_UPLOAD_PIXELS = MAX_UPLOAD_SIDE * MAX_UPLOAD_SIDE
+# All the uploaded images of one request together: decoding is CPU work on the event loop,
+# so a body full of large images must not hold a worker for long.
+MAX_REQUEST_PIXELS = MAX_UPLOAD_PIXELS
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+# 16-bit grayscale, which Pillow's convert("L") would clip instead of scale.
+_WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 SCALE = 4  # answers are upscaled so a person can see a 28x28 digit
 PADDING = 2
 FRAME_MS = 120
@@ -29,7 +34,22 @@ FRAME_MS = 120
 Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
 
 
-def decode_base64_image(text: str, field: str) -> np.ndarray:
+class PixelBudget:
+    """Pixels that the images of one request may still declare."""
+
+    def __init__(self, pixels: int = MAX_REQUEST_PIXELS) -> None:
+        self.left = pixels
+
+    def spend(self, pixels: int, field: str) -> None:
+        if pixels > self.left:
+            raise invalid(
+                field,
+                f"the images of one request may hold at most {MAX_REQUEST_PIXELS} pixels together",
+            )
+        self.left -= pixels
+
+
+def decode_base64_image(text: str, field: str, budget: PixelBudget) -> np.ndarray:
     """A base64 (optionally `data:` URL) image of any size and mode -> (784,) float32 in [0, 1]."""
     if text.startswith("data:"):
         _, _, text = text.partition(",")
@@ -37,10 +57,11 @@ def decode_base64_image(text: str, field: str) -> np.ndarray:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(field, "invalid base64") from None
-    return decode_image(raw, field)
+    return decode_image(raw, field, budget)
 
 
-def decode_image(raw: bytes, field: str) -> np.ndarray:
+def decode_image(raw: bytes, field: str, budget: PixelBudget) -> np.ndarray:
+    """Image file bytes -> (784,) float32 in [0, 1]; the size is checked before decoding."""
     if not raw:
         raise invalid(field, "empty image")
     try:
@@ -54,8 +75,12 @@ def decode_image(raw: bytes, field: str) -> np.ndarray:
     width, height = im.size
     if width < 1 or height < 1 or width > MAX_UPLOAD_SIDE or height > MAX_UPLOAD_SIDE:
         raise invalid(field, f"image is {width}x{height}; {_too_big_message()}")
+    budget.spend(width * height, field)
     try:
         im.load()
+        if im.mode in _WIDE_GRAY_MODES:
+            wide = np.asarray(im, dtype=np.float32)
+            im = Image.fromarray(np.clip(wide / 257.0 + 0.5, 0, 255).astype(np.uint8))
         gray = im.convert("L")
         if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
             # Area averaging when shrinking (no aliasing), bilinear when enlarging.

@@ -12,25 +12,28 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from service.api import schemas
 from service.api.codecs import json as jsonc
 from service.api.codecs import npy, png
 from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, RAW, answer_type, body_type
+from service.api.readiness import require_service
 from service.config import Settings
-from service.runtime.errors import ModelNotReady
 from service.runtime.interpolation import METHODS
 from service.runtime.service import MAX_SEED, VAEService
 
-MAX_TEMPERATURE = 10.0
 ARRAYS_HEADER = "X-Arrays"
 SEED_HEADER = "X-Seed"
 
 
-def _service(request: Request) -> VAEService:
-    service: VAEService | None = getattr(request.app.state, "service", None)
-    if service is None or not service.ready:
-        raise ModelNotReady("the model is still loading; retry when /readyz answers 200")
-    return service
+async def _read(
+    request: Request, bodies: tuple[str, ...], answers: tuple[str, ...]
+) -> tuple[str, str, bytes, VAEService]:
+    """Negotiate first (415/406 cost nothing), then read the body: media, answer, body, service."""
+    media = body_type(request, bodies)
+    answer = answer_type(request, answers)
+    body = await request.body()
+    return media, answer, body, require_service(request)
 
 
 def _json(payload: dict[str, Any]) -> Response:
@@ -55,12 +58,15 @@ def _binary_rows(
         if media == NPY
         else npy.read_raw(body, request.headers.get(npy.SHAPE_HEADER), field)
     )
-    if field == "images" and arr.ndim >= 2 and arr.shape[-2:] == (28, 28):
-        arr = arr.reshape(*arr.shape[:-2], width)
-    if arr.ndim == 1:
+    shape = list(arr.shape)
+    side = png.IMAGE_SIDE
+    if field == "images" and arr.ndim in (2, 3) and arr.shape[-2:] == (side, side):
+        arr = arr.reshape(-1, width)  # one 28x28 image, or n of them
+    elif arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[1] != width:
-        raise invalid(field, f"array must have shape (n, {width}); got {list(arr.shape)}")
+        also = f" or (n, {side}, {side})" if field == "images" else ""
+        raise invalid(field, f"array must have shape (n, {width}){also}; got {shape}")
     if arr.shape[0] < 1:
         raise invalid(field, "must not be empty")
     if arr.shape[0] > limit:
@@ -78,7 +84,7 @@ def build_inference_router(settings: Settings) -> APIRouter:
         None,
         ge=0,
         le=MAX_SEED,
-        description="Seed for binary (npy / octet-stream) bodies; JSON bodies carry `seed` inside.",
+        description="Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins.",
     )
 
     @router.post("/encode", name="encode", summary="Encode images to latent distributions")
@@ -89,15 +95,12 @@ def build_inference_router(settings: Settings) -> APIRouter:
         Binary: send `application/x-npy` (or raw float32 `application/octet-stream` with
         `X-Array-Shape: n,784`); `Accept: application/x-npy` answers one array of shape
         (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
-        media = body_type(request, (JSON, NPY, RAW))
-        answer = answer_type(request, (JSON, NPY))
-        body = await request.body()
-        service = _service(request)
+        media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, NPY))
         if media == JSON:
             obj = jsonc.parse_object(body)
             jsonc.reject_unknown(obj, frozenset({"images", "seed"}))
             images = jsonc.images_from_json(obj, "images", settings.max_images)
-            seed = jsonc.int_field(obj, "seed", default=None, lo=0, hi=MAX_SEED)
+            seed = jsonc.optional_int_field(obj, "seed", default=seed, lo=0, hi=MAX_SEED)
         else:
             images = _binary_rows(
                 request, media, body, "images", service.image_size, settings.max_images
@@ -118,10 +121,7 @@ def build_inference_router(settings: Settings) -> APIRouter:
 
         `Accept: image/png` answers one PNG (a grid when several); binary bodies and answers
         as for /encode."""
-        media = body_type(request, (JSON, NPY, RAW))
-        answer = answer_type(request, (JSON, PNG, NPY))
-        body = await request.body()
-        service = _service(request)
+        media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, PNG, NPY))
         if media == JSON:
             obj = jsonc.parse_object(body)
             jsonc.reject_unknown(obj, frozenset({"z"}))
@@ -135,16 +135,19 @@ def build_inference_router(settings: Settings) -> APIRouter:
     async def sample(request: Request) -> Response:
         """`{"n": int, "seed": int?, "temperature": float? = 1}` -> `{"z", "images", "seed"}`
         with z ~ N(0, temperature^2 I). `Accept: image/png` answers a grid."""
-        body_type(request, (JSON,))
-        answer = answer_type(request, (JSON, PNG, NPY))
-        body = await request.body()
-        service = _service(request)
+        _, answer, body, service = await _read(request, (JSON,), (JSON, PNG, NPY))
         obj = jsonc.parse_object(body)
         jsonc.reject_unknown(obj, frozenset({"n", "seed", "temperature"}))
-        n = jsonc.int_field(obj, "n", default=1, lo=1, hi=settings.max_n)
-        seed = jsonc.int_field(obj, "seed", default=None, lo=0, hi=MAX_SEED)
-        temperature = jsonc.float_field(obj, "temperature", default=1.0, lo=0.0, hi=MAX_TEMPERATURE)
-        result = await service.sample(int(n or 1), seed=seed, temperature=temperature)
+        n = jsonc.int_field(obj, "n", default=schemas.DEFAULT_N, lo=1, hi=settings.max_n)
+        seed = jsonc.optional_int_field(obj, "seed", default=None, lo=0, hi=MAX_SEED)
+        temperature = jsonc.float_field(
+            obj,
+            "temperature",
+            default=schemas.DEFAULT_TEMPERATURE,
+            lo=0.0,
+            hi=schemas.MAX_TEMPERATURE,
+        )
+        result = await service.sample(n, seed=seed, temperature=temperature)
         payload = {"z": result.z, "images": result.images, "seed": result.seed}
         response = _images_answer(answer, payload, result.images, strip=False)
         response.headers[SEED_HEADER] = str(result.seed)
@@ -158,22 +161,21 @@ def build_inference_router(settings: Settings) -> APIRouter:
         "method": "linear" | "slerp"}` -> `{"z": [[d] x steps], "images": [...]}`. Image
         endpoints are encoded to their means first. `Accept: image/png` answers a strip,
         `Accept: image/gif` an animated GIF with one frame per step."""
-        body_type(request, (JSON,))
-        answer = answer_type(request, (JSON, PNG, GIF, NPY))
-        body = await request.body()
-        service = _service(request)
+        _, answer, body, service = await _read(request, (JSON,), (JSON, PNG, GIF, NPY))
         obj = jsonc.parse_object(body)
         jsonc.reject_unknown(
             obj, frozenset({"start", "start_z", "end", "end_z", "steps", "method"})
         )
-        steps = jsonc.int_field(obj, "steps", default=10, lo=2, hi=settings.max_steps)
-        method = obj.get("method", "linear")
+        steps = jsonc.int_field(
+            obj, "steps", default=schemas.DEFAULT_STEPS, lo=2, hi=settings.max_steps
+        )
+        method = obj.get("method", schemas.DEFAULT_METHOD)
         if not isinstance(method, str) or method not in METHODS:
-            raise invalid(
-                "method", f"unknown method {method!r}; use one of: {', '.join(sorted(METHODS))}"
-            )
+            known = ", ".join(sorted(METHODS))
+            raise invalid("method", f"unknown method {jsonc.describe(method)}; use one of: {known}")
         ends: dict[str, np.ndarray] = {}
         to_encode: list[tuple[str, np.ndarray]] = []
+        budget = png.PixelBudget()
         for side in ("start", "end"):
             has_image, has_z = side in obj, f"{side}_z" in obj
             if has_image == has_z:
@@ -186,12 +188,12 @@ def build_inference_router(settings: Settings) -> APIRouter:
                     obj[f"{side}_z"], f"{side}_z", service.latent_dim
                 )
             else:
-                to_encode.append((side, jsonc.image_from_json(obj[side], side)))
+                to_encode.append((side, jsonc.image_from_json(obj[side], side, budget)))
         if to_encode:
             means = await service.encode_mean(np.stack([image for _, image in to_encode]))
             for (side, _), mu in zip(to_encode, means, strict=True):
                 ends[side] = mu
-        result = await service.interpolate(ends["start"], ends["end"], int(steps or 2), method)
+        result = await service.interpolate(ends["start"], ends["end"], steps, method)
         if answer == GIF:
             return Response(png.encode_gif(result.images), media_type=GIF)
         return _images_answer(

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from service.api.codecs.json import dumps
 from service.api.errors import error_response
 from service.api.metrics import Metrics
+from service.api.readiness import ready_service, require_service
 from service.config import Settings
 
 _OK = b'{"status":"ok"}'
@@ -19,22 +20,24 @@ _READY = b'{"status":"ready"}'
 def build_health_router(metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
+    # HEAD too: load balancers and uptime checks often probe with it.
+    @router.head("/healthz", include_in_schema=False)
     @router.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> Response:
         return Response(_OK, media_type="application/json")
 
+    @router.head("/readyz", include_in_schema=False)
     @router.get(
         "/readyz",
         summary="Readiness: 200 once the model is loaded and warm, 503 before",
         responses={503: {"description": "Still loading (or shutting down)."}},
     )
     async def readyz(request: Request) -> Response:
-        service = getattr(request.app.state, "service", None)
-        if service is None or not service.ready:
+        if ready_service(request) is None:
             return error_response(503, "not_ready", "the model is still loading")
         return Response(_READY, media_type="application/json")
 
-    @router.get("/metrics", summary="Prometheus metrics (all workers)", include_in_schema=True)
+    @router.get("/metrics", summary="Prometheus metrics (all workers)")
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
@@ -47,9 +50,7 @@ def build_model_router(settings: Settings) -> APIRouter:
 
     @router.get("/model", summary="The served model: manifest, providers in use, request limits")
     async def model_info(request: Request) -> Response:
-        service = getattr(request.app.state, "service", None)
-        if service is None or not service.ready:
-            return error_response(503, "not_ready", "the model is still loading")
+        service = require_service(request)
         payload: dict[str, Any] = {
             "manifest": service.model.manifest.public(),
             "latent_dim": service.latent_dim,
