@@ -1,0 +1,157 @@
+"""One epoch on a small generated MNIST-format set: train, export, parity, manifest, report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.idx_files import write_idx_dir
+from training.cli import main
+from training.config import TrainConfig
+from training.export import ExportError, check_parity, export_model
+from training.mnist import load_mnist
+from training.onnx_model import OnnxVAE
+from training.train import load_checkpoint, save_checkpoint, train
+from vae_manifest import ModelManifest, load_manifest, sha256_file
+
+REPORT_FILES = {
+    "report.md",
+    "reconstructions.png",
+    "samples.png",
+    "interpolation.png",
+    "interpolation.gif",
+    "latent_histograms.png",
+    "pca_2d.png",
+    "pca_3d.png",
+    "kl_per_dim.png",
+    "training_curve.png",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`python -m training all` on 400 + 100 generated images, one epoch."""
+    root = tmp_path_factory.mktemp("e2e")
+    idx_dir = write_idx_dir(root / "idx", n_train=400, n_test=100)
+    model_dir = root / "model"
+    checkpoint = root / "ckpt.pt"
+    args = ["all", "--idx-dir", str(idx_dir), "--epochs", "1", "--batch-size", "50"]
+    args += ["--validation-size", "50", "--model-dir", str(model_dir)]
+    args += ["--checkpoint", str(checkpoint), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    return root, idx_dir, model_dir, checkpoint
+
+
+def test_manifest_is_complete_and_checksums_are_true(trained):
+    _, _, model_dir, _ = trained
+    manifest = load_manifest(model_dir)  # verifies both sha256
+    assert manifest.encoder.sha256 == sha256_file(model_dir / "encoder.onnx")
+    assert manifest.decoder.sha256 == sha256_file(model_dir / "decoder.onnx")
+    assert manifest.name == "mnist-vae"
+    assert manifest.latent_dim == 30
+    assert manifest.parameterization == "logvar"
+    assert [t.name for t in manifest.encoder.inputs] == ["images"]
+    assert [t.name for t in manifest.encoder.outputs] == ["mu", "sigma"]
+    assert [t.name for t in manifest.decoder.inputs] == ["z"]
+    assert [t.name for t in manifest.decoder.outputs] == ["images"]
+    assert manifest.encoder.inputs[0].shape == ["batch", 784]
+    assert manifest.decoder.outputs[0].shape == ["batch", 784]
+    assert manifest.encoder.opset >= 17
+    assert manifest.dataset.source.startswith("idx:")
+    assert (manifest.dataset.train_size, manifest.dataset.validation_size) == (350, 50)
+    assert manifest.dataset.test_size == 100
+    for field in TrainConfig().to_dict():
+        assert field in manifest.training
+    assert manifest.training["epochs"] == 1
+    assert {"torch", "onnx", "onnxruntime", "numpy", "python"} <= set(manifest.libraries)
+    m = manifest.metrics
+    assert np.isfinite(m.loss)
+    assert m.loss == pytest.approx(m.reconstruction + m.kl)
+    assert len(m.kl_per_dim) == 30
+    assert sum(m.kl_per_dim) == pytest.approx(m.kl)
+    assert m.extra["parity_encoder_max_abs_diff"] <= 1e-5
+    # Every field of the schema is written (nothing left to a default by accident).
+    written = json.loads((model_dir / "model.json").read_text())
+    assert set(written) == set(ModelManifest.model_fields)
+
+
+def test_exported_graphs_have_a_dynamic_batch_axis(trained):
+    _, _, model_dir, _ = trained
+    vae = OnnxVAE(model_dir)
+    for n in (1, 7):
+        mu, sigma = vae.encode(np.random.default_rng(n).random((n, 784), dtype=np.float32))
+        assert mu.shape == sigma.shape == (n, 30)
+        assert (sigma >= 0).all()
+        images = vae.decode(np.zeros((n, 30), np.float32))
+        assert images.shape == (n, 784)
+        assert images.min() >= 0
+        assert images.max() <= 1
+
+
+def test_parity_holds_and_a_mismatch_fails_the_export(trained):
+    _, idx_dir, model_dir, checkpoint = trained
+    model, _ = load_checkpoint(checkpoint)
+    images = load_mnist(idx_dir=idx_dir, validation_size=0).test_images
+    report = check_parity(model, OnnxVAE(model_dir), images)
+    assert report.samples >= 256
+    assert report.encoder_max_abs_diff <= 1e-5
+    assert report.decoder_max_abs_diff <= 1e-5
+    with torch.no_grad():
+        model.decoder.out.bias += 1e-3
+    with pytest.raises(ExportError, match="disagree"):
+        check_parity(model, OnnxVAE(model_dir), images)
+
+
+def test_evaluate_writes_the_report(trained):
+    _, _, model_dir, _ = trained
+    report_dir = model_dir / "report"
+    assert {p.name for p in report_dir.iterdir()} >= REPORT_FILES
+    text = (report_dir / "report.md").read_text()
+    manifest = load_manifest(model_dir)
+    assert f"{manifest.metrics.loss:.3f}" in text
+    assert "active units" in text
+    for name in REPORT_FILES - {"report.md", "interpolation.gif"}:
+        assert f"({name})" in text
+
+
+def test_training_is_deterministic_on_cpu(tmp_path):
+    idx_dir = write_idx_dir(tmp_path / "idx", n_train=120, n_test=10)
+    data = load_mnist(idx_dir=idx_dir, validation_size=20)
+    config = TrainConfig(epochs=1, batch_size=40, latent_dim=4, device="cpu")
+    first = train(config, data, progress=False, log=lambda _: None)
+    second = train(config, data, progress=False, log=lambda _: None)
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert first.history[0].train_loss == second.history[0].train_loss
+    assert first.history[0].validation_loss is not None
+
+
+def test_export_of_a_sigma_model_reports_abs_sigma(tmp_path):
+    idx_dir = write_idx_dir(tmp_path / "idx", n_train=60, n_test=20)
+    data = load_mnist(idx_dir=idx_dir, validation_size=0)
+    config = TrainConfig(epochs=1, batch_size=30, parameterization="sigma", device="cpu")
+    result = train(config, data, progress=False, log=lambda _: None)
+    ckpt = save_checkpoint(result, data, tmp_path / "ckpt.pt")
+    model, checkpoint = load_checkpoint(ckpt)
+    manifest = export_model(
+        model,
+        config,
+        model_dir=tmp_path / "model",
+        dataset=checkpoint["dataset"],
+        test_images=data.test_images,
+    )
+    assert manifest.parameterization == "sigma"
+    _, sigma = OnnxVAE(tmp_path / "model").encode(data.test_images)
+    with torch.no_grad():
+        _, scale = model.encoder(torch.from_numpy(data.test_images))
+    np.testing.assert_allclose(sigma, scale.abs().numpy(), atol=1e-5)
+
+
+def test_cli_reports_data_errors_without_a_traceback(tmp_path, capsys):
+    code = main(["evaluate", "--idx-dir", str(tmp_path), "--model-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "t10k-images-idx3-ubyte.gz" in err
+    assert "Traceback" not in err
