@@ -2,7 +2,8 @@
 
 Workers default to the number of cores. With several workers Prometheus needs a shared
 directory for its multiprocess mode; the launcher creates it before any worker starts (the
-variable must be set before prometheus_client is imported) and removes it on exit. SIGTERM
+variable must be set before prometheus_client is imported) and removes it on exit. One worker
+keeps plain in-memory metrics (cheaper per request) unless PROMETHEUS_MULTIPROC_DIR is set. SIGTERM
 stops accepting connections and lets in-flight requests finish (up to VAE_SHUTDOWN_TIMEOUT).
 
 Exit status: 0 after a requested stop, 2 for invalid settings, 3 when the model cannot be
@@ -96,7 +97,11 @@ def main() -> None:
         sys.stderr.write(f"cannot serve {settings.model_dir}: {exc}\n")
         raise SystemExit(EXIT_STARTUP_FAILURE) from None
 
-    created = _prepare_metrics_dir()
+    # One worker keeps its metrics in its own memory: multiprocess mode's file-backed values
+    # cost a measurable share of a tiny request. Several workers need the shared directory.
+    created = (
+        _prepare_metrics_dir() if settings.workers > 1 or os.environ.get(MULTIPROC_ENV) else None
+    )
     _exit_cleanly_after_sigterm()
     try:
         from service.api.logs import log_config

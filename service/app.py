@@ -51,6 +51,7 @@ def batching_options(settings: Settings) -> BatchingOptions:
         enabled=settings.batching,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        inline_max_rows=settings.inline_max_rows,
     )
 
 

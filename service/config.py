@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a micro-batch waits for more requests (0 = only what is queued).",
     )
+    inline_max_rows: int = Field(
+        0,
+        ge=0,
+        description="ONNX Runtime calls of at most this many rows run on the event loop instead "
+        "of an executor thread (0 = always a thread); see the performance section.",
+    )
 
     # Request limits
     max_images: int = Field(256, ge=1, description="Most images (or latents) in one request.")

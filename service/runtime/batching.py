@@ -53,12 +53,14 @@ class MicroBatcher:
         max_wait_ms: float,
         executor: Executor,
         observer: InferenceObserver,
+        inline_max_rows: int = 0,
     ) -> None:
         self.graph = graph
         self._run = run
         self._max_rows = max_batch_size
         self._max_wait = max_wait_ms / 1000.0
         self._executor = executor
+        self._inline_max_rows = inline_max_rows
         self._observer = observer
         self._queue: asyncio.Queue[_Request | object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -152,11 +154,13 @@ class MicroBatcher:
         if not batch:
             return
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([r.rows for r in batch])
-        loop = asyncio.get_running_loop()
         try:
-            outputs, started, seconds = await loop.run_in_executor(
-                self._executor, timed_run, self._run, rows
-            )
+            if rows.shape[0] <= self._inline_max_rows:
+                outputs, started, seconds = timed_run(self._run, rows)
+            else:
+                outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, timed_run, self._run, rows
+                )
         except Exception as exc:
             for request in batch:
                 if not request.future.done():

@@ -40,17 +40,25 @@ class BatchingOptions:
 
     ``max_wait_ms`` = 0 batches only what is already queued when the previous run ends, so a
     lone request never waits.
+
+    ``inline_max_rows``: calls of at most this many rows (batched or not) run on the event
+    loop itself instead of hopping to an executor thread. For a tiny model such a call takes
+    tens of microseconds, less than the hop; with one core per worker the hop buys no
+    parallelism either. 0 sends every call to the executor.
     """
 
     enabled: bool = True
     max_batch_size: int = 256
     max_wait_ms: float = 0.0
+    inline_max_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         if not self.max_wait_ms >= 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if self.inline_max_rows < 0:
+            raise ValueError("inline_max_rows must be >= 0")
 
 
 # Module-level defaults so signatures can show them without a call in the default (B008).

@@ -119,6 +119,7 @@ class VAEService:
             max_wait_ms=self.batching.max_wait_ms,
             executor=self._executor,
             observer=self.observer,
+            inline_max_rows=self.batching.inline_max_rows,
         )
 
     def _decode_rows(self, z: np.ndarray) -> tuple[np.ndarray]:
@@ -134,9 +135,12 @@ class VAEService:
             return await batcher.submit(rows)
         run = self.model.run_encoder if graph == "encoder" else self._decode_rows
         submitted = time.perf_counter()
-        outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-            self._executor, timed_run, run, rows
-        )
+        if rows.shape[0] <= self.batching.inline_max_rows:
+            outputs, started, seconds = timed_run(run, rows)
+        else:
+            outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
+                self._executor, timed_run, run, rows
+            )
         try:
             self.observer.queued(graph, max(0.0, started - submitted))
             self.observer.inference(graph, rows.shape[0], 1, seconds)

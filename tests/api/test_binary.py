@@ -163,6 +163,24 @@ def test_seed_in_the_query_also_serves_json_bodies_unless_the_body_has_one(clien
     assert client.post("/encode?seed=11", json={**body, "seed": 12}).json()["seed"] == 12
 
 
+def test_bad_query_seeds_are_422_naming_the_seed(client):
+    body = npy(digit(0).reshape(1, -1))
+    for query, expected in (("abc", "'abc'"), ("-1", "got -1"), (str(2**64), str(2**64))):
+        response = client.post(f"/encode?seed={query}", content=body, headers={"Content-Type": NPY})
+        assert response.status_code == 422, query
+        error = response.json()["error"]
+        assert error["field"] == "seed"
+        assert expected in error["message"]
+
+
+def test_json_images_holding_strings_or_nulls_are_refused(client):
+    row = digit(0).reshape(-1).tolist()
+    for bad in ("0.5", None):
+        response = client.post("/encode", json={"images": [[bad, *row[1:]]]})
+        assert response.status_code == 422, bad
+        assert response.json()["error"]["field"] == "images[0]"
+
+
 def test_object_npy_is_refused_without_unpickling(client):
     buf = io.BytesIO()
     np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)

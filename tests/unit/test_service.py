@@ -184,6 +184,25 @@ def test_batching_on_and_off_give_identical_results(model):
     assert_same(waited, unbatched)
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_inline_calls_on_the_event_loop_give_identical_results(model, enabled):
+    async def scenario(service):
+        return await asyncio.gather(*mixed_calls(service))
+
+    observer = RecordingObserver()
+    threaded = serve(model, scenario, batching=BatchingOptions(enabled=enabled))
+    # Small calls on the loop, the larger ones still on the executor: both paths are taken.
+    inline = BatchingOptions(enabled=enabled, max_batch_size=8, inline_max_rows=4)
+    assert_same(serve(model, scenario, batching=inline, observer=observer), threaded)
+    rows = [n for _, n, _ in observer.batches]
+    assert min(rows) <= 4 < max(rows)
+
+
+def test_inline_max_rows_must_not_be_negative():
+    with pytest.raises(ValueError, match="inline_max_rows"):
+        BatchingOptions(inline_max_rows=-1)
+
+
 def test_unbatched_calls_run_one_request_each(model):
     observer = RecordingObserver()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api import schemas
@@ -24,6 +24,40 @@ from service.runtime.service import MAX_SEED, VAEService
 
 ARRAYS_HEADER = "X-Arrays"
 SEED_HEADER = "X-Seed"
+_SEED_DESCRIPTION = "Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins."
+# `?seed=` is read by hand: a FastAPI query parameter costs its dependency solving on every
+# request, a measurable share of a one-image /encode. Documented as FastAPI would.
+SEED_QUERY_DOC: dict[str, Any] = {
+    "name": "seed",
+    "in": "query",
+    "required": False,
+    "schema": {
+        "description": _SEED_DESCRIPTION,
+        "title": "Seed",
+        "type": "integer",
+        "maximum": MAX_SEED,
+        "minimum": 0,
+        "nullable": True,
+    },
+    "description": _SEED_DESCRIPTION,
+}
+
+
+def _query_seed(request: Request) -> int | None:
+    if not request.scope.get("query_string"):
+        return None
+    raw = request.query_params.get("seed")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(
+            "seed", f"must be an integer from 0 to {MAX_SEED}; got {raw[:40]!r}"
+        ) from None
+    if not 0 <= value <= MAX_SEED:
+        raise invalid("seed", f"must be an integer from 0 to {MAX_SEED}; got {value}")
+    return value
 
 
 async def _read(
@@ -78,29 +112,45 @@ def _binary_rows(
     return arr
 
 
+# The parsed JSON (a Python float object per number: ~1.6 MB for 64 images) must not live
+# while a request awaits inference: with many requests in flight it would multiply the
+# worker's memory. These parse and convert in one go, and keep only the numpy arrays.
+
+
+def _encode_json(body: bytes, seed: int | None, limit: int) -> tuple[np.ndarray, int | None]:
+    obj = jsonc.parse_object(body)
+    jsonc.reject_unknown(obj, frozenset({"images", "seed"}))
+    numbers = jsonc.numbers_only(body, obj)
+    images = jsonc.images_from_json(obj, "images", limit, numbers=numbers)
+    return images, jsonc.optional_int_field(obj, "seed", default=seed, lo=0, hi=MAX_SEED)
+
+
+def _decode_json(body: bytes, latent_dim: int, limit: int) -> np.ndarray:
+    obj = jsonc.parse_object(body)
+    jsonc.reject_unknown(obj, frozenset({"z"}))
+    return jsonc.latents_from_json(obj, "z", latent_dim, limit)
+
+
 def build_inference_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["model"])
-    seed_query = Query(
-        None,
-        ge=0,
-        le=MAX_SEED,
-        description="Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins.",
-    )
 
-    @router.post("/encode", name="encode", summary="Encode images to latent distributions")
-    async def encode(request: Request, seed: int | None = seed_query) -> Response:
+    @router.post(
+        "/encode",
+        name="encode",
+        summary="Encode images to latent distributions",
+        openapi_extra={"parameters": [SEED_QUERY_DOC]},
+    )
+    async def encode(request: Request) -> Response:
         """`{"images": [...], "seed": int?}` -> `{"mu", "sigma", "z", "seed"}` with
         z = mu + sigma * w, w ~ N(0, I) drawn from `seed` (the seed used is always returned).
 
         Binary: send `application/x-npy` (or raw float32 `application/octet-stream` with
         `X-Array-Shape: n,784`); `Accept: application/x-npy` answers one array of shape
         (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
+        seed = _query_seed(request)
         media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, NPY))
         if media == JSON:
-            obj = jsonc.parse_object(body)
-            jsonc.reject_unknown(obj, frozenset({"images", "seed"}))
-            images = jsonc.images_from_json(obj, "images", settings.max_images)
-            seed = jsonc.optional_int_field(obj, "seed", default=seed, lo=0, hi=MAX_SEED)
+            images, seed = _encode_json(body, seed, settings.max_images)
         else:
             images = _binary_rows(
                 request, media, body, "images", service.image_size, settings.max_images
@@ -123,9 +173,7 @@ def build_inference_router(settings: Settings) -> APIRouter:
         as for /encode."""
         media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, PNG, NPY))
         if media == JSON:
-            obj = jsonc.parse_object(body)
-            jsonc.reject_unknown(obj, frozenset({"z"}))
-            z = jsonc.latents_from_json(obj, "z", service.latent_dim, settings.max_images)
+            z = _decode_json(body, service.latent_dim, settings.max_images)
         else:
             z = _binary_rows(request, media, body, "z", service.latent_dim, settings.max_images)
         images = await service.decode(z)
