@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from training.config import TUTORIAL_RECIPE, TrainConfig
-from training.mnist import DataError, MnistData, load_mnist, load_mnist_test
+from training.errors import TrainingError
+from training.mnist import MnistData, load_mnist, load_mnist_test
 from training.mnist.mnist_pickle import DATA_DIR_ENV, default_data_dir
 from vae_manifest import ManifestError
 
-DEFAULT_MODEL_DIR = Path("models/mnist-vae")
+DEFAULT_NAME = TrainConfig().name
 RECIPES = {"default": TrainConfig(), "tutorial": TUTORIAL_RECIPE}
 
 
@@ -24,6 +25,17 @@ def _log(message: str) -> None:
 
 def _default_checkpoint(name: str) -> Path:
     return Path("runs") / name / "checkpoint.pt"
+
+
+def _default_model_dir(name: str) -> Path:
+    return Path("models") / name
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -57,15 +69,29 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     add = g.add_argument
     add("--name", help=f"model name (default {d.name})")
     add("--version", help=f"model version (default {d.version})")
-    add("--parameterization", choices=["sigma", "logvar"], help="encoder's second head")
-    add("--reconstruction", choices=["sse", "bce"], help="reconstruction loss (default sse)")
+    add(
+        "--parameterization",
+        choices=["sigma", "logvar"],
+        help=f"encoder's second head: sigma (the tutorial's) or log-variance "
+        f"(default {d.parameterization})",
+    )
+    add(
+        "--reconstruction",
+        choices=["sse", "bce"],
+        help=f"reconstruction loss (default {d.reconstruction})",
+    )
     add("--latent-dim", type=int, help=f"latent dimension d (default {d.latent_dim})")
     add("--encoder-hidden", type=int, help=f"encoder hidden units (default {d.encoder_hidden})")
     add("--decoder-hidden", type=int, help=f"decoder hidden units (default {d.decoder_hidden})")
-    add("--epochs", type=int, help=f"default {d.epochs}")
-    add("--batch-size", type=int, help=f"default {d.batch_size}")
+    add("--epochs", type=int, help=f"passes over the training images (default {d.epochs})")
+    add("--batch-size", type=int, help=f"images per update (default {d.batch_size})")
     add("--learning-rate", type=float, help=f"Adam learning rate (default {d.learning_rate})")
-    add("--lr-schedule", choices=["constant", "cosine"], help=f"default {d.lr_schedule}")
+    add(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        help=f"learning rate per step: constant, or cosine decay to the floor (default "
+        f"{d.lr_schedule})",
+    )
     add("--min-learning-rate", type=float, help=f"cosine floor (default {d.min_learning_rate})")
     add(
         "--validation-size",
@@ -73,11 +99,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help=f"images held out of the 60k for validation (default {d.validation_size})",
     )
     add("--seed", type=int, help=f"seed for weights, shuffling, noise (default {d.seed})")
-    add("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA if available")
+    add(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="default auto: CUDA if available, else CPU",
+    )
     add("--threads", type=int, help=f"CPU threads for torch (default {d.threads})")
     g.add_argument(
         "--max-train-images",
-        type=int,
+        type=_positive_int,
         default=None,
         help="train on only the first N training images (quick smoke runs)",
     )
@@ -103,12 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model.json (parity-checked)")
-    p.add_argument("--checkpoint", type=Path, default=_default_checkpoint("mnist-vae"))
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=_default_checkpoint(DEFAULT_NAME),
+        help="the checkpoint that `train` wrote (default %(default)s)",
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=_default_model_dir(DEFAULT_NAME),
+        help="where encoder.onnx, decoder.onnx and model.json go (default %(default)s)",
+    )
     _add_data_options(p)
 
     p = sub.add_parser("evaluate", help="measure a model directory and write its report/")
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=_default_model_dir(DEFAULT_NAME),
+        help="the exported model to measure (default %(default)s)",
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -118,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", type=Path, default=None, help="default MODEL_DIR/report")
     _add_data_options(p)
 
-    p = sub.add_parser("all", help="train, export and evaluate (default recipe)")
+    p = sub.add_parser("all", help="train, export and evaluate (the default recipe unless told)")
     _add_train_options(p)
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="where the model and its report/ go (default models/<name>)",
+    )
     _add_data_options(p)
     return parser
 
@@ -220,8 +270,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_all(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    checkpoint = cmd_train(args)
-    args.checkpoint = checkpoint
+    args.checkpoint = cmd_train(args)
+    args.model_dir = args.model_dir or _default_model_dir(config_from_args(args).name)
     cmd_export(args)
     cmd_evaluate(argparse.Namespace(**{**vars(args), "report_dir": None}))
     _log(f"done in {time.perf_counter() - started:.0f} s: {args.model_dir}")
@@ -232,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "export": cmd_export, "evaluate": cmd_evaluate, "all": cmd_all}
     try:
         handlers[args.command](args)
-    except (DataError, ManifestError, FileNotFoundError, ValueError) as exc:
+    # Errors the user can act on are one line; anything else is a bug and keeps its traceback.
+    except (TrainingError, ManifestError, ValueError, OSError) as exc:
         _log(f"error: {exc}")
         return 2
     except KeyboardInterrupt:

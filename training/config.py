@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -41,6 +42,9 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        # The name becomes a directory name (runs/<name>, models/<name>) and the manifest's name.
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name) or self.name in (".", ".."):
+            raise ValueError(f"name {self.name!r} may hold only letters, digits, '.', '_' and '-'")
         for name in (
             "encoder_hidden",
             "decoder_hidden",
@@ -51,8 +55,11 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0 or self.min_learning_rate < 0:
-            raise ValueError("learning rates must be positive")
+        if not 0 <= self.min_learning_rate <= self.learning_rate or self.learning_rate <= 0:
+            raise ValueError(
+                f"need 0 <= min_learning_rate <= learning_rate and learning_rate > 0, got "
+                f"{self.min_learning_rate} and {self.learning_rate}"
+            )
         if self.validation_size < 0:
             raise ValueError("validation_size must be >= 0")
 

@@ -27,6 +27,10 @@ def _interpolation_pair(labels: np.ndarray) -> tuple[int, int]:
     return 0, min(first, len(labels) - 1)
 
 
+def _with_article(digit: int) -> str:
+    return f"an {digit}" if digit == 8 else f"a {digit}"
+
+
 def write_figures(
     vae: OnnxVAE,
     evaluation: Evaluation,
@@ -55,17 +59,20 @@ def write_figures(
     frames = vae.decode((1 - t) * evaluation.mu[a] + t * evaluation.mu[b])
     report.save_interpolation(frames, out / "interpolation.png", out / "interpolation.gif")
     figures[
-        f"Linear interpolation of E[z|x] between a {labels[a]} and an {labels[b]} "
-        "([GIF](interpolation.gif))"
+        f"Linear interpolation of E[z|x] between {_with_article(int(labels[a]))} and "
+        f"{_with_article(int(labels[b]))} ([GIF](interpolation.gif))"
     ] = "interpolation.png"
 
     # The most informative coordinates (highest KL) and the least, to show both behaviours.
     order = np.argsort(evaluation.kl_per_dim)[::-1]
     dims = sorted({int(i) for i in [*order[:4], *order[-2:]]})
-    report.save_latent_histograms(evaluation.z, dims, out / "latent_histograms.png")
-    figures["Histograms of encoding coordinates against the N(0, 1) density"] = (
-        "latent_histograms.png"
+    report.save_latent_histograms(
+        evaluation.z, dims, evaluation.kl_per_dim, out / "latent_histograms.png"
     )
+    figures[
+        "Histograms of encoding coordinates (the 4 most and 2 least informative) against "
+        "the N(0, 1) density"
+    ] = "latent_histograms.png"
 
     report.save_pca(evaluation.mu, labels, out / "pca_2d.png", out / "pca_3d.png")
     figures["2-D PCA of the test encodings, coloured by digit"] = "pca_2d.png"

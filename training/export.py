@@ -25,6 +25,7 @@ import onnx
 import torch
 
 from training.config import TrainConfig
+from training.errors import TrainingError
 from training.metrics import ACTIVE_UNIT_THRESHOLD, EVAL_SEED, evaluate_onnx
 from training.model import VAE, ExportEncoder
 from training.onnx_model import DECODER_FILE, ENCODER_FILE, OnnxVAE
@@ -36,7 +37,7 @@ PARITY_SAMPLES = 512
 BATCH_DIM = "batch"
 
 
-class ExportError(RuntimeError):
+class ExportError(TrainingError):
     """The exported graphs are invalid or disagree with the PyTorch model."""
 
 
@@ -142,8 +143,8 @@ def export_model(
 ) -> ModelManifest:
     """Export both graphs, check them, measure the test set and write `model.json`.
 
-    The files are written to a temporary directory and moved into `model_dir` only after
-    every check passed, so a failed export never leaves a half-updated model directory.
+    Everything is written to a temporary directory and moved into `model_dir` only after every
+    check passed, so a failed export never leaves a half-updated model directory.
     """
     model = model.cpu().eval()
     model_dir = Path(model_dir)
@@ -152,60 +153,60 @@ def export_model(
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
         _export_graph(
-            ExportEncoder(model),
-            torch.rand(2, 784),
-            tmp / ENCODER_FILE,
-            "images",
-            ["mu", "sigma"],
+            ExportEncoder(model), torch.rand(2, 784), tmp / ENCODER_FILE, "images", ["mu", "sigma"]
         )
         _export_graph(model.decoder, torch.randn(2, d), tmp / DECODER_FILE, "z", ["images"])
         vae = OnnxVAE(tmp)
         parity = check_parity(model, vae, test_images[: PARITY_SAMPLES // 2])
         evaluation = evaluate_onnx(vae, test_images, config.reconstruction, EVAL_SEED)
-        for name in (ENCODER_FILE, DECODER_FILE):
+        batch = BATCH_DIM
+        manifest = ModelManifest(
+            name=config.name,
+            version=config.version,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+            description=(
+                f"VAE on MNIST (tutorial architecture 784-{config.encoder_hidden}-({d},{d}) / "
+                f"{d}-{config.decoder_hidden}-784, {config.parameterization} parameterisation, "
+                f"{config.reconstruction.upper()} + KL loss)"
+            ),
+            image_shape=(28, 28),
+            latent_dim=d,
+            parameterization=config.parameterization,
+            encoder=_graph_spec(
+                tmp / ENCODER_FILE,
+                [TensorSpec(name="images", shape=[batch, 784])],
+                [
+                    TensorSpec(name="mu", shape=[batch, d]),
+                    TensorSpec(name="sigma", shape=[batch, d]),
+                ],
+            ),
+            decoder=_graph_spec(
+                tmp / DECODER_FILE,
+                [TensorSpec(name="z", shape=[batch, d])],
+                [TensorSpec(name="images", shape=[batch, 784])],
+            ),
+            dataset=DatasetSpec(**dataset),
+            training={**config.to_dict(), "optimizer": "Adam", **(training_info or {})},
+            libraries=library_versions(),
+            metrics=Metrics(
+                loss=evaluation.loss,
+                reconstruction=evaluation.reconstruction,
+                kl=evaluation.kl,
+                kl_per_dim=evaluation.kl_per_dim,
+                active_units=evaluation.active_units,
+                reconstruction_kind=config.reconstruction,
+                extra={
+                    "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+                    "eval_seed": float(EVAL_SEED),
+                    "parity_samples": float(parity.samples),
+                    "parity_encoder_max_abs_diff": parity.encoder_max_abs_diff,
+                    "parity_decoder_max_abs_diff": parity.decoder_max_abs_diff,
+                    **(extra_metrics or {}),
+                },
+            ),
+        )
+        manifest_file = manifest.write(tmp).name
+        # The manifest last: a reader never sees a model.json naming files not yet in place.
+        for name in (ENCODER_FILE, DECODER_FILE, manifest_file):
             os.replace(tmp / name, model_dir / name)
-    batch = BATCH_DIM
-    extra = {
-        "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
-        "eval_seed": float(EVAL_SEED),
-        "parity_encoder_max_abs_diff": parity.encoder_max_abs_diff,
-        "parity_decoder_max_abs_diff": parity.decoder_max_abs_diff,
-        **(extra_metrics or {}),
-    }
-    manifest = ModelManifest(
-        name=config.name,
-        version=config.version,
-        created_at=datetime.now(UTC).replace(microsecond=0),
-        description=(
-            f"VAE on MNIST (tutorial architecture 784-{config.encoder_hidden}-({d},{d}) / "
-            f"{d}-{config.decoder_hidden}-784, {config.parameterization} parameterisation, "
-            f"{config.reconstruction.upper()} + KL loss)"
-        ),
-        image_shape=(28, 28),
-        latent_dim=d,
-        parameterization=config.parameterization,
-        encoder=_graph_spec(
-            model_dir / ENCODER_FILE,
-            [TensorSpec(name="images", shape=[batch, 784])],
-            [TensorSpec(name="mu", shape=[batch, d]), TensorSpec(name="sigma", shape=[batch, d])],
-        ),
-        decoder=_graph_spec(
-            model_dir / DECODER_FILE,
-            [TensorSpec(name="z", shape=[batch, d])],
-            [TensorSpec(name="images", shape=[batch, 784])],
-        ),
-        dataset=DatasetSpec(**dataset),
-        training={**config.to_dict(), "optimizer": "Adam", **(training_info or {})},
-        libraries=library_versions(),
-        metrics=Metrics(
-            loss=evaluation.loss,
-            reconstruction=evaluation.reconstruction,
-            kl=evaluation.kl,
-            kl_per_dim=evaluation.kl_per_dim,
-            active_units=evaluation.active_units,
-            reconstruction_kind=config.reconstruction,
-            extra=extra,
-        ),
-    )
-    manifest.write(model_dir)
     return manifest

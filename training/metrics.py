@@ -26,9 +26,7 @@ class Evaluation:
     active_units: int
     mu_variance: list[float]
     mu: np.ndarray
-    sigma: np.ndarray
     z: np.ndarray
-    reconstructions: np.ndarray
 
 
 def kl_per_element(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -56,8 +54,7 @@ def evaluate_onnx(
     mu, sigma = vae.encode(images)
     eps = np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32)
     z = mu + sigma * eps
-    reconstructions = vae.decode(z)
-    rec = reconstruction_per_image(reconstructions, images, kind)
+    rec = reconstruction_per_image(vae.decode(z), images, kind)
     kl = kl_per_element(mu, sigma)
     mu_variance = mu.astype(np.float64).var(axis=0)
     return Evaluation(
@@ -68,7 +65,5 @@ def evaluate_onnx(
         active_units=int((mu_variance > ACTIVE_UNIT_THRESHOLD).sum()),
         mu_variance=[float(v) for v in mu_variance],
         mu=mu,
-        sigma=sigma,
         z=z,
-        reconstructions=reconstructions,
     )

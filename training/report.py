@@ -57,7 +57,9 @@ def save_interpolation(frames: np.ndarray, png_path: Path, gif_path: Path) -> No
     loop[0].save(gif_path, save_all=True, append_images=loop[1:], duration=120, loop=0)
 
 
-def save_latent_histograms(z: np.ndarray, dims: Sequence[int], path: Path) -> None:
+def save_latent_histograms(
+    z: np.ndarray, dims: Sequence[int], kl_per_dim: Sequence[float], path: Path
+) -> None:
     """Histograms of sampled codes for a few coordinates, against the N(0, 1) density."""
     cols = 3
     rows = -(-len(dims) // cols)
@@ -67,7 +69,7 @@ def save_latent_histograms(z: np.ndarray, dims: Sequence[int], path: Path) -> No
     for ax, dim in zip(axes.flat, dims, strict=False):
         ax.hist(z[:, dim], bins=60, range=(-4, 4), density=True, color="tab:blue", alpha=0.6)
         ax.plot(grid, density, color="black", lw=1.2, label="N(0, 1)")
-        ax.set_title(f"z[{dim}]", fontsize=9)
+        ax.set_title(f"z[{dim}]  (KL {kl_per_dim[dim]:.2f} nats)", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(dims) :]:
         ax.axis("off")
@@ -107,7 +109,9 @@ def save_pca(mu: np.ndarray, labels: np.ndarray, path_2d: Path, path_3d: Path) -
     for digit in range(10):
         sel = labels == digit
         ax3.scatter(proj[sel, 0], proj[sel, 1], proj[sel, 2], s=1, color=cmap(digit), alpha=0.5)
-    ax3.set_title("PCA of E[z|x], 3 components", fontsize=10)
+    ax3.set_title("PCA of E[z|x] on the test set, 3 components", fontsize=10)
+    for axis, name, ratio in zip("xyz", ("PC1", "PC2", "PC3"), ratios, strict=True):
+        getattr(ax3, f"set_{axis}label")(f"{name} ({ratio:.0%})", fontsize=8)
     ax3.tick_params(labelsize=6)
     fig.tight_layout()
     fig.savefig(path_3d, dpi=DPI)
@@ -120,6 +124,7 @@ def save_kl_per_dim(kl_per_dim: Sequence[float], mu_variance: Sequence[float], p
     ax.bar(x - 0.2, kl_per_dim, width=0.4, label="KL per dimension (nats)")
     ax.bar(x + 0.2, mu_variance, width=0.4, label="Cov_x(E[z|x])")
     ax.set_xlabel("latent dimension")
+    ax.set_title("Per latent dimension on the test set (inactive ones are ~0)", fontsize=10)
     ax.legend(fontsize=7)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -135,6 +140,7 @@ def save_training_curve(history: Sequence[dict[str, float | None]], path: Path) 
         ax.plot(epochs, [h["validation_loss"] for h in history], label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per image")
+    ax.set_title("Training: mean loss per epoch", fontsize=10)
     losses = [float(h["train_loss"] or 0) for h in history]
     ax.set_ylim(min(losses) - 1, min(losses) + 15)
     ax.legend(fontsize=7)

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from training.config import TrainConfig
+from training.errors import TrainingError
 from training.loss import vae_loss
 from training.mnist import MnistData
 from training.model import VAE
@@ -64,7 +65,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise TrainingError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return torch.device(device)
 
 
@@ -97,6 +98,15 @@ def _lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
+def batch_loss(model: VAE, batch: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The mean per-image loss of one batch, z sampled once per image."""
+    rec, mu, scale, _ = model(batch)
+    loss, _, _ = vae_loss(
+        rec, batch, mu, scale, parameterization=config.parameterization, kind=config.reconstruction
+    )
+    return loss
+
+
 @torch.no_grad()
 def mean_loss(
     model: VAE, images: torch.Tensor, config: TrainConfig, batch_size: int = 1000
@@ -106,23 +116,21 @@ def mean_loss(
     total = 0.0
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        rec, mu, scale, _ = model(batch)
-        loss, _, _ = vae_loss(
-            rec,
-            batch,
-            mu,
-            scale,
-            parameterization=config.parameterization,
-            kind=config.reconstruction,
-        )
-        total += loss.item() * len(batch)
+        total += batch_loss(model, batch, config).item() * len(batch)
     return total / max(len(images), 1)
 
 
 def train(
-    config: TrainConfig, data: MnistData, *, progress: bool = True, log: Any = None
+    config: TrainConfig,
+    data: MnistData,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train a VAE on `data.train_images`; report validation loss each epoch if there is a split."""
+    """Train a VAE on `data.train_images`; report validation loss each epoch if there is a split.
+
+    `log` receives the summary lines (default: stderr).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     device = resolve_device(config.device)
     seed_everything(config.seed, device, config.threads)
@@ -163,15 +171,7 @@ def train(
             mininterval=0.5,
         )
         for batch in bar:
-            rec, mu, scale, _ = model(batch)
-            loss, _, _ = vae_loss(
-                rec,
-                batch,
-                mu,
-                scale,
-                parameterization=config.parameterization,
-                kind=config.reconstruction,
-            )
+            loss = batch_loss(model, batch, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -190,7 +190,10 @@ def train(
             f"validation loss {val_text}  lr {lr:.2e}  {seconds:.1f}s"
         )
         if not math.isfinite(train_loss):
-            raise RuntimeError(f"training diverged at epoch {epoch} (loss {train_loss})")
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (loss {train_loss}); lower --learning-rate "
+                "or use --parameterization logvar"
+            )
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
@@ -224,8 +227,13 @@ def load_checkpoint(path: str | Path) -> tuple[VAE, dict[str, Any]]:
     """Rebuild the trained model on CPU; returns (model in eval mode, checkpoint dict)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found; run `python -m training train`")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(TrainConfig.from_dict(checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+        raise TrainingError(f"{path}: checkpoint not found; run `python -m training train`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(TrainConfig.from_dict(checkpoint["config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as exc:  # a torch pickle can fail in many ways; all mean "not ours"
+        raise TrainingError(
+            f"{path}: not a checkpoint written by `python -m training train` ({exc})"
+        ) from None
     return model.eval(), checkpoint

@@ -155,3 +155,44 @@ def test_cli_reports_data_errors_without_a_traceback(tmp_path, capsys):
     assert err.startswith("error: ")
     assert "t10k-images-idx3-ubyte.gz" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
+        (["export", "--checkpoint", "{tmp}/garbage.pt"], "not a checkpoint written by"),
+        (["train", "--epochs", "0", "--idx-dir", "{tmp}"], "epochs must be >= 1"),
+        (["train", "--name", "../x", "--idx-dir", "{tmp}"], "may hold only letters"),
+        (["train", "--device", "cuda", "--idx-dir", "{idx}", "--validation-size", "5"], "CUDA"),
+    ],
+)
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    idx_dir = write_idx_dir(tmp_path / "idx", n_train=20, n_test=5)
+    argv = [a.format(tmp=tmp_path, idx=idx_dir) for a in args]
+    argv += ["--checkpoint", str(tmp_path / "c.pt")] if argv[0] == "train" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_failed_export_leaves_the_model_directory_untouched(trained, tmp_path, monkeypatch):
+    _, idx_dir, _, checkpoint = trained
+    target = tmp_path / "model"
+    target.mkdir()
+    for name in ("encoder.onnx", "decoder.onnx", "model.json"):
+        (target / name).write_text(f"the previous {name}")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def fail(*_args, **_kwargs):
+        raise ExportError("simulated failure after both graphs passed their checks")
+
+    # The last step before the files move: nothing may have been replaced yet.
+    monkeypatch.setattr("training.export.library_versions", fail)
+    argv = ["export", "--checkpoint", str(checkpoint), "--idx-dir", str(idx_dir)]
+    assert main([*argv, "--model-dir", str(target)]) == 2
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before

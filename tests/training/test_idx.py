@@ -109,3 +109,10 @@ def test_load_mnist_from_idx_dir_splits_train_and_validation(tmp_path):
 def test_gzip_roundtrip_helper_is_really_gzip(tmp_path):
     path = write_gz(tmp_path / "x.gz", b"abc")
     assert gzip.decompress(path.read_bytes()) == b"abc"
+
+
+def test_test_set_alone_checks_its_counts(tmp_path):
+    write_idx_dir(tmp_path, 10, 5)
+    write_gz(tmp_path / IDX_FILES["test_labels"], idx_bytes(np.zeros(4), LABELS_MAGIC))
+    with pytest.raises(DataError, match="test set has 5 images but 4 labels"):
+        load_mnist_test(idx_dir=tmp_path)

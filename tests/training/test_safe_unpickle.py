@@ -114,6 +114,7 @@ def test_loads_a_small_mnist_shaped_pickle(tmp_path):
     path = tmp_path / "mnist.pkl.gz"
     path.write_bytes(gzip.compress(_py2_style(splits)))
     loaded = load_mnist_pickle(path)
-    assert loaded.train_images.shape == (5, 784)
-    assert loaded.validation_labels.shape == (3,)
-    np.testing.assert_array_equal(loaded.test_images, splits[2][0])
+    assert loaded["train_images"].shape == (5, 784)
+    assert loaded["validation_labels"].shape == (3,)
+    assert loaded["validation_labels"].dtype == np.int64
+    np.testing.assert_array_equal(loaded["test_images"], splits[2][0])

@@ -58,10 +58,10 @@ def load_mnist(
         source = f"idx:{Path(idx_dir).name}"
     else:
         path = mnist_pickle.fetch_mnist_pickle(data_dir)
-        splits = mnist_pickle.load_mnist_pickle(path)
-        pool_x = np.concatenate([splits.train_images, splits.validation_images])
-        pool_y = np.concatenate([splits.train_labels, splits.validation_labels])
-        test_x, test_y = splits.test_images, splits.test_labels
+        arrays = mnist_pickle.load_mnist_pickle(path)
+        pool_x = np.concatenate([arrays["train_images"], arrays["validation_images"]])
+        pool_y = np.concatenate([arrays["train_labels"], arrays["validation_labels"]])
+        test_x, test_y = arrays["test_images"], arrays["test_labels"]
         digest, source = mnist_pickle.SHA256, mnist_pickle.SOURCE
     tr_x, tr_y, va_x, va_y = split_train_validation(pool_x, pool_y, validation_size, split_seed)
     return MnistData(tr_x, tr_y, va_x, va_y, test_x, test_y, source, digest)
@@ -72,13 +72,9 @@ def load_mnist_test(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Only the 10k test images and labels."""
     if idx_dir is not None:
-        directory = Path(idx_dir)
-        return (
-            idx.read_idx_images(directory / idx.IDX_FILES["test_images"]),
-            idx.read_idx_labels(directory / idx.IDX_FILES["test_labels"]),
-        )
-    splits = mnist_pickle.load_mnist_pickle(mnist_pickle.fetch_mnist_pickle(data_dir))
-    return splits.test_images, splits.test_labels
+        return idx.read_idx_split(idx_dir, "test")
+    arrays = mnist_pickle.load_mnist_pickle(mnist_pickle.fetch_mnist_pickle(data_dir))
+    return arrays["test_images"], arrays["test_labels"]
 
 
 def _combined_sha256(paths: list[Path]) -> str:

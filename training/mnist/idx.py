@@ -85,20 +85,24 @@ def read_idx_labels(path: str | Path) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def load_idx_dir(directory: str | Path) -> dict[str, np.ndarray]:
-    """Read the four MNIST IDX files from `directory`; image and label counts must agree."""
+def read_idx_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the images and labels of `split` ("train" or "test"); their counts must agree."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: not a directory (expected the four MNIST IDX .gz files)")
-    arrays = {
-        key: (read_idx_images if key.endswith("images") else read_idx_labels)(directory / name)
-        for key, name in IDX_FILES.items()
-    }
+    images = read_idx_images(directory / IDX_FILES[f"{split}_images"])
+    labels = read_idx_labels(directory / IDX_FILES[f"{split}_labels"])
+    if len(images) != len(labels):
+        raise DataError(
+            f"{directory}: {split} set has {len(images)} images but {len(labels)} labels; "
+            "the files do not belong together"
+        )
+    return images, labels
+
+
+def load_idx_dir(directory: str | Path) -> dict[str, np.ndarray]:
+    """Read the four MNIST IDX files from `directory`, keyed `{train,test}_{images,labels}`."""
+    arrays: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
-        n_images, n_labels = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
-        if n_images != n_labels:
-            raise DataError(
-                f"{directory}: {split} set has {n_images} images but {n_labels} labels; "
-                "the files do not belong together"
-            )
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = read_idx_split(directory, split)
     return arrays

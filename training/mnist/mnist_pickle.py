@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +30,7 @@ FILENAME = "mnist.pkl.gz"
 SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 DATA_DIR_ENV = "VAE_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
-
-
-@dataclass(frozen=True)
-class PickleSplits:
-    """The pickle's three splits: images float32 `[n, 784]` (pixel/256), labels int64 `[n]`."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    validation_images: np.ndarray
-    validation_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+SPLITS = ("train", "validation", "test")
 
 
 def default_data_dir() -> Path:
@@ -113,8 +101,12 @@ def _checked_pair(pair: object, name: str, path: Path) -> tuple[np.ndarray, np.n
     return images.astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
 
 
-def load_mnist_pickle(path: str | Path) -> PickleSplits:
-    """Read `mnist.pkl.gz` with the restricted unpickler and check the splits' shapes."""
+def load_mnist_pickle(path: str | Path) -> dict[str, np.ndarray]:
+    """Read `mnist.pkl.gz` with the restricted unpickler and check the splits' shapes.
+
+    Returns `{split}_images` float32 `[n, 784]` (pixel/256) and `{split}_labels` int64 `[n]` for
+    the splits train (50k), validation (10k) and test (10k), keyed like `idx.load_idx_dir`.
+    """
     path = Path(path)
     try:
         with gzip.open(path, "rb") as f:
@@ -125,8 +117,7 @@ def load_mnist_pickle(path: str | Path) -> PickleSplits:
         raise DataError(f"{path}: unreadable ({exc}); delete it and run again") from None
     if not (isinstance(payload, tuple | list) and len(payload) == 3):
         raise DataError(f"{path}: expected three (images, labels) splits")
-    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = (
-        _checked_pair(p, n, path)
-        for p, n in zip(payload, ("train", "validation", "test"), strict=True)
-    )
-    return PickleSplits(tr_x, tr_y, va_x, va_y, te_x, te_y)
+    arrays: dict[str, np.ndarray] = {}
+    for split, pair in zip(SPLITS, payload, strict=True):
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = _checked_pair(pair, split, path)
+    return arrays
