@@ -79,19 +79,43 @@ class Metrics:
             registry=r,
         )
 
+        # `.labels()` costs a lock, a tuple and a dict lookup on every call: children are
+        # looked up once per label set and kept (label values are few: see RequestObserver).
+        self._graph_children: dict[str, tuple[Histogram, Histogram, Histogram, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _graph(self, graph: str) -> tuple[Histogram, Histogram, Histogram, Histogram]:
+        children = self._graph_children.get(graph)
+        if children is None:
+            children = self._graph_children[graph] = (
+                self.inference_seconds.labels(graph),
+                self.batch_rows.labels(graph),
+                self.batch_requests.labels(graph),
+                self.queue_seconds.labels(graph),
+            )
+        return children
+
     # InferenceObserver protocol (called by the runtime, possibly from executor threads).
     def inference(self, graph: str, batch_rows: int, requests: int, seconds: float) -> None:
-        self.inference_seconds.labels(graph).observe(seconds)
-        self.batch_rows.labels(graph).observe(batch_rows)
-        self.batch_requests.labels(graph).observe(requests)
+        run, rows, merged, _ = self._graph(graph)
+        run.observe(seconds)
+        rows.observe(batch_rows)
+        merged.observe(requests)
 
     def queued(self, graph: str, seconds: float) -> None:
-        self.queue_seconds.labels(graph).observe(seconds)
+        self._graph(graph)[3].observe(seconds)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(route, method, code).inc()
-        self.latency.labels(route, method, code).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            code = str(status)
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, code),
+                self.latency.labels(route, method, code),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_error(self, route: str, code: str) -> None:
         self.errors.labels(route, code).inc()

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,7 +59,7 @@ class RequestObserver:
                 request_id = value.decode()
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # as unique as uuid4().hex, ~5x cheaper
         scope[REQUEST_ID_KEY] = request_id
         state: dict[str, Any] = {"status": 500, "started": False, "error_code": None}
         rid_header = (b"x-request-id", request_id.encode())

@@ -17,6 +17,8 @@ from service.runtime.observer import Graph, InferenceObserver
 logger = logging.getLogger(__name__)
 
 RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
+# (padded rows, real row count) -> outputs of the real rows; see `VAEModel.run_encoder_padded`.
+PaddedRunFn = Callable[[np.ndarray, int], Sequence[np.ndarray]]
 
 
 @dataclass
@@ -36,19 +38,30 @@ def timed_run(run: RunFn, rows: np.ndarray) -> tuple[list[np.ndarray], float, fl
     return outputs, started, time.perf_counter() - started
 
 
+def timed_padded_run(
+    run: PaddedRunFn, padded: np.ndarray, n: int
+) -> tuple[Sequence[np.ndarray], float, float]:
+    started = time.perf_counter()
+    outputs = run(padded, n)
+    return outputs, started, time.perf_counter() - started
+
+
 class MicroBatcher:
     """One worker task per graph takes everything queued (up to ``max_batch_size`` rows),
     runs it as one call in the executor, and splits the outputs back in request order.
 
     A request larger than ``max_batch_size`` is split into chunks that are queued in order.
     Only one call per graph is in flight; requests arriving meanwhile form the next batch.
+    Every request's rows are written once, straight into the call's zero-padded input buffer
+    (``pad_rows`` zero rows at the end, see `service.runtime.model.TAIL_PADDING_ELEMENTS`).
     """
 
     def __init__(
         self,
         graph: Graph,
-        run: RunFn,
+        run: PaddedRunFn,
         *,
+        pad_rows: int,
         max_batch_size: int,
         max_wait_ms: float,
         executor: Executor,
@@ -57,6 +70,7 @@ class MicroBatcher:
     ) -> None:
         self.graph = graph
         self._run = run
+        self._pad_rows = pad_rows
         self._max_rows = max_batch_size
         self._max_wait = max_wait_ms / 1000.0
         self._executor = executor
@@ -153,26 +167,39 @@ class MicroBatcher:
         batch = [r for r in batch if not r.future.done()]
         if not batch:
             return
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([r.rows for r in batch])
+        n = 0
+        for request in batch:
+            n += request.rows.shape[0]
+        padded = np.empty((n + self._pad_rows, batch[0].rows.shape[1]), np.float32)
+        offset = 0
+        for request in batch:
+            end = offset + request.rows.shape[0]
+            padded[offset:end] = request.rows
+            offset = end
+        padded[n:] = 0.0
         try:
-            if rows.shape[0] <= self._inline_max_rows:
-                outputs, started, seconds = timed_run(self._run, rows)
+            if n <= self._inline_max_rows:
+                outputs, started, seconds = timed_padded_run(self._run, padded, n)
             else:
                 outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, timed_run, self._run, rows
+                    self._executor, timed_padded_run, self._run, padded, n
                 )
         except Exception as exc:
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(exc)
             return
-        self._observe(batch, rows.shape[0], started, seconds)
+        self._observe(batch, n, started, seconds)
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_result(list(outputs))
+            return
         offset = 0
         for request in batch:
-            n = request.rows.shape[0]
+            end = offset + request.rows.shape[0]
             if not request.future.done():
-                request.future.set_result([out[offset : offset + n] for out in outputs])
-            offset += n
+                request.future.set_result([out[offset:end] for out in outputs])
+            offset = end
 
     def _observe(self, batch: list[_Request], rows: int, started: float, seconds: float) -> None:
         # A broken metrics hook must never fail inference.

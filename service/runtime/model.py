@@ -197,6 +197,18 @@ class VAEModel:
         (images,) = _run(self.decoder_session, DECODER_INPUT, self.check_latents(z), self.pad_rows)
         return images
 
+    # The padded variants take a float32 C-contiguous (n + pad_rows, width) buffer whose rows
+    # past n are zeros (see TAIL_PADDING_ELEMENTS): the micro-batcher writes every request's
+    # rows straight into one such buffer instead of concatenating and then padding a copy.
+
+    def run_encoder_padded(self, padded: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        mu, sigma = self.encoder_session.run(None, {ENCODER_INPUT: padded})
+        return mu[:n], sigma[:n]
+
+    def run_decoder_padded(self, padded: np.ndarray, n: int) -> tuple[np.ndarray]:
+        (images,) = self.decoder_session.run(None, {DECODER_INPUT: padded})
+        return (images[:n],)
+
 
 def _run(
     session: ort.InferenceSession, name: str, rows: np.ndarray, pad_rows: int

@@ -250,11 +250,12 @@ def test_max_batch_size_is_respected_and_big_requests_are_split(model):
 def test_inference_errors_reach_every_waiting_caller(tmp_path):
     broken = VAEModel.load(build_tiny_model(tmp_path, latent_dim=4))
 
-    def failing_decoder(z):
+    def failing_decoder(*args):
         raise RuntimeError("decoder exploded")
 
     async def scenario(service):
         broken.run_decoder = failing_decoder
+        broken.run_decoder_padded = failing_decoder
         results = await asyncio.gather(
             *(service.decode(np.zeros((1, 4), np.float32)) for _ in range(4)),
             return_exceptions=True,

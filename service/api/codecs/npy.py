@@ -24,8 +24,33 @@ _HEADER_READERS = {
 }
 
 
-def read_npy(body: bytes, field: str) -> np.ndarray:
-    """A `.npy` file (format 1.0 or 2.0) of a numeric dtype -> float32; never unpickles."""
+_MAGIC = b"\x93NUMPY"
+# Parsed headers by their exact bytes (magic to the end of the header). numpy parses a header
+# with `ast.literal_eval`, a large share of a whole request; clients send the same few headers
+# (one per shape) again and again. Bounded: cleared when full.
+_HeaderInfo = tuple[tuple[int, ...], bool, np.dtype, int]
+_parsed_headers: dict[bytes, _HeaderInfo] = {}
+_MAX_CACHED_HEADERS = 1024
+_LENGTH_BYTES = {1: 2, 2: 4}
+
+
+def _cached_prefix(body: bytes) -> bytes | None:
+    """The bytes from the magic to the end of the header, when the body holds them all."""
+    if len(body) < 10 or not body.startswith(_MAGIC):
+        return None
+    width = _LENGTH_BYTES.get(body[6])
+    if width is None or body[7] != 0 or len(body) < 8 + width:
+        return None
+    end = 8 + width + int.from_bytes(body[8 : 8 + width], "little")
+    return body[:end] if end <= len(body) else None
+
+
+def _parse_header(body: bytes, field: str) -> _HeaderInfo:
+    prefix = _cached_prefix(body)
+    if prefix is not None:
+        cached = _parsed_headers.get(prefix)
+        if cached is not None:
+            return cached
     stream = io.BytesIO(body)
     try:
         version = np.lib.format.read_magic(stream)
@@ -35,16 +60,27 @@ def read_npy(body: bytes, field: str) -> np.ndarray:
         shape, fortran_order, dtype = reader(stream)
     except Exception as exc:
         raise invalid(field, f"not a valid .npy file: {exc}") from None
+    info = (shape, fortran_order, dtype, stream.tell())
+    if prefix is not None and len(prefix) == stream.tell():
+        if len(_parsed_headers) >= _MAX_CACHED_HEADERS:
+            _parsed_headers.clear()
+        _parsed_headers[prefix] = info
+    return info
+
+
+def read_npy(body: bytes, field: str) -> np.ndarray:
+    """A `.npy` file (format 1.0 or 2.0) of a numeric dtype -> float32; never unpickles."""
+    shape, fortran_order, dtype, offset = _parse_header(body, field)
     if dtype.kind not in _NUMERIC_KINDS:
         raise invalid(field, f"the .npy array has dtype {dtype}, not numbers; send float32")
     count = math.prod(shape)
-    data = len(body) - stream.tell()
+    data = len(body) - offset
     if count * dtype.itemsize != data:
         raise invalid(
             field,
             f"the .npy header declares shape {list(shape)} of {dtype}; the data is {data} bytes",
         )
-    arr = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
+    arr = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
     return _float32(arr.reshape(shape, order="F" if fortran_order else "C"))
 
 
@@ -74,7 +110,20 @@ def _float32(arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32, order="C", copy=False)
 
 
+# The headers we write, by (dtype, shape): the same few shapes are answered again and again.
+_written_headers: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+
 def write_npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
+    """`arr` as a `.npy` file, byte for byte what `np.save` writes."""
+    arr = np.ascontiguousarray(arr)
+    key = (arr.dtype.str, arr.shape)
+    header = _written_headers.get(key)
+    if header is None:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(arr))
+        header = buf.getvalue()
+        if len(_written_headers) >= _MAX_CACHED_HEADERS:
+            _written_headers.clear()
+        _written_headers[key] = header
+    return header + arr.tobytes()
