@@ -4,6 +4,7 @@ the model, warms it up and only then flips `/readyz` to 200."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,12 @@ from service.runtime.options import BatchingOptions, SessionOptions
 from service.runtime.service import VAEService
 
 log = logging.getLogger("service")
+
+# Each request allocates a few hundred short-lived containers (ASGI messages, headers, parsed
+# JSON lists), so CPython's default generation-0 threshold (700) runs a collection every few
+# requests. A larger one keeps the same collector at a fraction of the cost: measured +10-15%
+# one-image /encode req/s (one pinned worker, c64), no change for 64-image npy bodies.
+GC_GEN0_THRESHOLD = 10_000
 
 DESCRIPTION = """A variational autoencoder on MNIST, served with ONNX Runtime.
 
@@ -139,5 +146,8 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn workers (`service.app:create_app_from_env`)."""
+    """Factory for uvicorn workers (`service.app:create_app_from_env`); tunes this worker
+    process's garbage collector (not done in `create_app`, which tests call in-process)."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(GC_GEN0_THRESHOLD, gen0), gen1, gen2)
     return create_app(Settings())
