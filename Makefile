@@ -53,4 +53,4 @@ docker-test:  ## build the image, start compose, drive every route, tear down
 	bash scripts/docker-test.sh
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -24,6 +24,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.config import Settings
+from service.runtime.errors import ModelLoadError
+from service.runtime.providers import resolve_providers
 from vae_manifest import ManifestError, load_manifest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # same name as service.api.metrics, imported late
@@ -85,7 +87,19 @@ def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
     return server.started
 
 
-def main() -> None:
+def _parse_args(argv: list[str] | None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="vae-serve",
+        description="Serve the VAE over HTTP. Every setting comes from a VAE_* environment "
+        "variable (see the README's configuration table or `python -m service.config`).",
+    )
+    parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -96,6 +110,11 @@ def main() -> None:
     except ManifestError as exc:
         sys.stderr.write(f"cannot serve {settings.model_dir}: {exc}\n")
         raise SystemExit(EXIT_STARTUP_FAILURE) from None
+    try:
+        resolve_providers(settings.provider_list)
+    except ModelLoadError as exc:
+        sys.stderr.write(f"invalid configuration: VAE_PROVIDERS: {exc}\n")
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
 
     # One worker keeps its metrics in its own memory: multiprocess mode's file-backed values
     # cost a measurable share of a tiny request. Several workers need the shared directory.

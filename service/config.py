@@ -6,6 +6,7 @@ documentation is generated from these fields and cannot drift from them.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -118,6 +119,14 @@ class Settings(BaseSettings):
             raise ValueError("must be `auto` or a comma list of execution providers")
         return ",".join(names)
 
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key from a blank `.env` line must not silently switch authentication off.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty or blank; unset VAE_API_KEY to serve without a key")
+        return value
+
     @property
     def provider_list(self) -> tuple[str, ...]:
         return tuple(self.providers.split(","))
@@ -149,8 +158,20 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--markdown"]:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.config",
+        description="Print the effective settings (from VAE_* variables) as JSON.",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README configuration table instead"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
         sys.stdout.write(markdown_table())
     else:
         sys.stdout.write(Settings().model_dump_json(indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -176,7 +176,35 @@ def test_tampered_model_refuses_to_start_with_one_line_naming_the_file(tiny_mode
 
 def test_workers_that_fail_to_start_make_the_launcher_exit_3(tiny_model_dir, tmp_path):
     """uvicorn.run itself would exit 0 here, hiding the failure from supervisors."""
-    result = _run_to_exit(tiny_model_dir, tmp_path, workers=2, VAE_PROVIDERS="NoSuchProvider")
+    # The checksums still match, so only a worker loading the graphs can find the mismatch.
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    manifest = json.loads((model_dir / "model.json").read_text())
+    manifest["latent_dim"] = 5
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    result = _run_to_exit(model_dir, tmp_path, workers=2)
     assert result.returncode == 3
-    assert "unknown execution provider 'NoSuchProvider'" in result.stderr
+    assert "encoder.onnx: manifest shape of" in result.stderr
     assert not list(tmp_path.glob("vae-metrics-*")), "launcher left its metrics directory"
+
+
+def test_unknown_provider_is_a_configuration_error_in_one_line(tiny_model_dir, tmp_path):
+    result = _run_to_exit(tiny_model_dir, tmp_path, workers=2, VAE_PROVIDERS="NoSuchProvider")
+    assert result.returncode == 2
+    assert "unknown execution provider 'NoSuchProvider'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_blank_api_key_is_refused_instead_of_turning_auth_off(tiny_model_dir, tmp_path):
+    result = _run_to_exit(tiny_model_dir, tmp_path, workers=1, VAE_API_KEY="  ")
+    assert result.returncode == 2
+    assert "api_key" in result.stderr
+    assert "must not be empty or blank" in result.stderr
+
+
+def test_help_prints_usage_and_starts_nothing():
+    result = subprocess.run(
+        [*SERVER_COMMAND, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "usage: vae-serve" in result.stdout
+    assert "VAE_" in result.stdout

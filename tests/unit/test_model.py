@@ -205,5 +205,10 @@ def test_invalid_options_are_refused():
         SessionOptions(providers="auto")  # type: ignore[arg-type]
 
 
-def test_warmup_runs(model):
+def test_warmup_leaves_both_sessions_answering(model):
     model.warmup(rounds=1)
+    mu, sigma = model.run_encoder(np.zeros((2, model.image_size), np.float32))
+    images = model.run_decoder(mu)
+    assert mu.shape == sigma.shape == (2, model.latent_dim)
+    assert images.shape == (2, model.image_size)
+    assert np.isfinite(images).all()
