@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from service.api import schemas
 from service.api.codecs import json as jsonc
-from service.api.codecs import npy, png
+from service.api.codecs import json_rows, npy, png
 from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, RAW, answer_type, body_type
 from service.api.readiness import require_service
@@ -118,6 +118,16 @@ def _binary_rows(
 
 
 def _encode_json(body: bytes, seed: int | None, limit: int) -> tuple[np.ndarray, int | None]:
+    fast = json_rows.parse_rows(
+        body, "images", jsonc.IMAGE_SIZE, limit, frozenset({"seed"}), unit_range=True
+    )
+    if fast is not None:
+        images, ints = fast
+        body_seed = ints.get("seed")
+        if body_seed is None:
+            return images, seed
+        if 0 <= body_seed <= MAX_SEED:
+            return images, body_seed
     obj = jsonc.parse_object(body)
     jsonc.reject_unknown(obj, frozenset({"images", "seed"}))
     numbers = jsonc.numbers_only(body, obj)
@@ -126,6 +136,9 @@ def _encode_json(body: bytes, seed: int | None, limit: int) -> tuple[np.ndarray,
 
 
 def _decode_json(body: bytes, latent_dim: int, limit: int) -> np.ndarray:
+    fast = json_rows.parse_rows(body, "z", latent_dim, limit)
+    if fast is not None:
+        return fast[0]
     obj = jsonc.parse_object(body)
     jsonc.reject_unknown(obj, frozenset({"z"}))
     return jsonc.latents_from_json(obj, "z", latent_dim, limit)

@@ -1,0 +1,79 @@
+"""The simdjson fast path answers only for valid, well-formed bodies, and exactly as the full
+orjson path would; everything else falls through (None) to the full path and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from service.api.codecs import json as jsonc
+from service.api.codecs.json_rows import parse_rows
+
+SEED = frozenset({"seed"})
+
+
+def _images(n: int, seed: int = 0) -> list[list[float]]:
+    return np.random.default_rng(seed).random((n, 784)).round(4).tolist()
+
+
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_valid_images_match_the_full_path(n):
+    body = orjson.dumps({"images": _images(n), "seed": 7})
+    fast = parse_rows(body, "images", 784, 256, SEED, unit_range=True)
+    assert fast is not None
+    rows, ints = fast
+    full = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    assert rows.dtype == np.float32
+    np.testing.assert_array_equal(rows, full)
+    assert ints == {"seed": 7}
+
+
+def test_integers_are_numbers_and_latents_need_only_be_finite():
+    body = b'{"z": [[0, 1, -2.5, 3e3]]}'
+    rows, ints = parse_rows(body, "z", 4, 256)
+    np.testing.assert_array_equal(rows, [[0, 1, -2.5, 3000]])
+    assert ints == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a nested list inside a row: as_buffer would flatten it to the right length
+        b'{"z": [[[0.5], 0.5]]}',
+        b'{"z": [[true, 0.5]]}',
+        b'{"z": [["0.5", 0.5]]}',
+        b'{"z": [[null, 0.5]]}',
+        b'{"z": [[0.5]]}',  # wrong width
+        b'{"z": [[0.5, 0.5], [0.5]]}',
+        b'{"z": []}',
+        b'{"z": [0.5, 0.5]}',
+        b'{"z": [[1e39, 0.5]]}',  # beyond float32
+        b'{"z": [[1e400, 0.5]]}',
+        b'{"z": [[NaN, 0.5]]}',
+        b'{"z": [[0.5, 0.5]], "extra": 1}',
+        b'{"z": [[0.5, 0.5]], "seed": null}',
+        b'{"z": [[0.5, 0.5]], "seed": 1.5}',
+        b"[[0.5, 0.5]]",
+        b'{"z": [[0.5, 0.5]]',
+        b"",
+    ],
+)
+def test_anything_unusual_falls_through_to_the_full_path(body):
+    assert parse_rows(body, "z", 2, 256, SEED) is None
+
+
+def test_images_outside_the_unit_range_fall_through():
+    assert parse_rows(b'{"images": [[0.5, 1.5]]}', "images", 2, 256, unit_range=True) is None
+    assert parse_rows(b'{"images": [[0.5, 1.0]]}', "images", 2, 256, unit_range=True) is not None
+
+
+def test_more_rows_than_the_limit_fall_through():
+    assert parse_rows(b'{"z": [[1, 2], [3, 4], [5, 6]]}', "z", 2, 2) is None
+
+
+def test_the_parser_is_reusable_after_every_kind_of_failure():
+    for bad in (b'{"z": [[true, 1]]}', b"{", b'{"z": [[1e400, 1]]}', b'{"z": 1}'):
+        assert parse_rows(bad, "z", 2, 256) is None
+        rows, _ = parse_rows(b'{"z": [[1, 2]]}', "z", 2, 256)
+        np.testing.assert_array_equal(rows, [[1, 2]])
