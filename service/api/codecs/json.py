@@ -103,10 +103,14 @@ def check_finite(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
         raise invalid(_item(field, _first_bad_row(bad), rows), "values must be finite numbers")
 
 
+def in_unit_range(arr: np.ndarray) -> bool:
+    """All values in [0, 1]: min and max are NaN when any value is, so NaN fails too."""
+    return bool(arr.size and arr.min() >= 0.0 and arr.max() <= 1.0)
+
+
 def check_unit_range(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
-    # Fast path: min and max are NaN when any value is, so one pass each proves the common
-    # case; the slower checks below only run to name the problem.
-    if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+    # The fast check proves the common case; the slower ones below only name the problem.
+    if in_unit_range(arr):
         return
     check_finite(arr, field, rows=rows)
     bad = (arr < 0.0) | (arr > 1.0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import simdjson
 
+from service.api.codecs.json import in_unit_range
+
 # One parser per process: parsing happens on the event loop thread, and everything a parse
 # returns is copied out before the next one (simdjson refuses to reuse a parser otherwise).
 _parser = simdjson.Parser()
@@ -41,9 +43,7 @@ def parse_rows(
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         out = rows.astype(np.float32)
-        valid = (
-            out.min() >= 0.0 and out.max() <= 1.0 if unit_range else bool(np.isfinite(out).all())
-        )
+        valid = in_unit_range(out) if unit_range else bool(np.isfinite(out).all())
     return (out, ints) if valid else None
 
 
@@ -55,7 +55,7 @@ def _read(
         return None, {}
     ints: dict[str, int] = {}
     items = None
-    for key in doc.keys():  # noqa: SIM118 (items() would copy every value into Python lists)
+    for key in doc:  # not items(): that would copy every value into Python lists
         value = doc[key]
         if key == field:
             items = value
