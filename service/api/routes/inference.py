@@ -6,10 +6,12 @@ validation); the pydantic models in `service.api.schemas` only document them in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.params import Depends
 from starlette.responses import Response
 
 from service.api import schemas
@@ -144,11 +146,15 @@ def _decode_json(body: bytes, latent_dim: int, limit: int) -> np.ndarray:
     return jsonc.latents_from_json(obj, "z", latent_dim, limit)
 
 
-def build_inference_router(settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["model"])
+def add_inference_routes(
+    router: APIRouter, settings: Settings, dependencies: Sequence[Depends]
+) -> None:
+    """Registered on the app's own router: see `service.app` for why not `include_router`."""
+    common: dict[str, Any] = {"tags": ["model"], "dependencies": dependencies}
 
     @router.post(
         "/encode",
+        **common,
         name="encode",
         summary="Encode images to latent distributions",
         openapi_extra={"parameters": [SEED_QUERY_DOC]},
@@ -178,7 +184,7 @@ def build_inference_router(settings: Settings) -> APIRouter:
             )
         return _json({"mu": result.mu, "sigma": result.sigma, "z": result.z, "seed": result.seed})
 
-    @router.post("/decode", name="decode", summary="Decode latents to images")
+    @router.post("/decode", **common, name="decode", summary="Decode latents to images")
     async def decode(request: Request) -> Response:
         """`{"z": [[d numbers], ...]}` -> `{"images": [[784 numbers], ...]}`.
 
@@ -192,7 +198,7 @@ def build_inference_router(settings: Settings) -> APIRouter:
         images = await service.decode(z)
         return _images_answer(answer, {"images": images}, images, strip=False)
 
-    @router.post("/sample", name="sample", summary="Generate images from random latents")
+    @router.post("/sample", **common, name="sample", summary="Generate images from random latents")
     async def sample(request: Request) -> Response:
         """`{"n": int, "seed": int?, "temperature": float? = 1}` -> `{"z", "images", "seed"}`
         with z ~ N(0, temperature^2 I). `Accept: image/png` answers a grid."""
@@ -215,7 +221,10 @@ def build_inference_router(settings: Settings) -> APIRouter:
         return response
 
     @router.post(
-        "/interpolate", name="interpolate", summary="Walk the latent space between two points"
+        "/interpolate",
+        **common,
+        name="interpolate",
+        summary="Walk the latent space between two points",
     )
     async def interpolate(request: Request) -> Response:
         """`{"start": image | "start_z": [d], "end": image | "end_z": [d], "steps": int >= 2,
@@ -260,5 +269,3 @@ def build_inference_router(settings: Settings) -> APIRouter:
         return _images_answer(
             answer, {"z": result.z, "images": result.images}, result.images, strip=True
         )
-
-    return router

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.params import Depends
 from starlette.responses import Response
 
 from service.api.codecs.json import dumps
@@ -17,18 +19,19 @@ _OK = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'
 
 
-def build_health_router(metrics: Metrics) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+def add_health_routes(router: APIRouter, metrics: Metrics) -> None:
+    """Registered on the app's own router: see `service.app` for why not `include_router`."""
 
     # HEAD too: load balancers and uptime checks often probe with it.
     @router.head("/healthz", include_in_schema=False)
-    @router.get("/healthz", summary="Liveness: the process answers")
+    @router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> Response:
         return Response(_OK, media_type="application/json")
 
     @router.head("/readyz", include_in_schema=False)
     @router.get(
         "/readyz",
+        tags=["operations"],
         summary="Readiness: 200 once the model is loaded and warm, 503 before",
         responses={503: {"description": "Still loading (or shutting down)."}},
     )
@@ -37,18 +40,21 @@ def build_health_router(metrics: Metrics) -> APIRouter:
             return error_response(503, "not_ready", "the model is still loading")
         return Response(_READY, media_type="application/json")
 
-    @router.get("/metrics", summary="Prometheus metrics (all workers)")
+    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics (all workers)")
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    return router
 
-
-def build_model_router(settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["model"])
-
-    @router.get("/model", summary="The served model: manifest, providers in use, request limits")
+def add_model_routes(
+    router: APIRouter, settings: Settings, dependencies: Sequence[Depends]
+) -> None:
+    @router.get(
+        "/model",
+        tags=["model"],
+        dependencies=dependencies,
+        summary="The served model: manifest, providers in use, request limits",
+    )
     async def model_info(request: Request) -> Response:
         service = require_service(request)
         payload: dict[str, Any] = {
@@ -68,5 +74,3 @@ def build_model_router(settings: Settings) -> APIRouter:
             },
         }
         return Response(dumps(payload), media_type="application/json")
-
-    return router
