@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,14 +18,18 @@ from service.runtime.observer import Graph, InferenceObserver
 logger = logging.getLogger(__name__)
 
 RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
-# (padded rows, real row count) -> outputs of the real rows; see `VAEModel.run_encoder_padded`.
-PaddedRunFn = Callable[[np.ndarray, int], Sequence[np.ndarray]]
+# One request's share of a call: its row count and the context it was submitted with.
+Part = tuple[int, Any]
+# (padded rows, real row count, parts in row order) -> outputs of the real rows; see
+# `VAEModel.run_encoder_padded` for the padding.
+PaddedRunFn = Callable[[np.ndarray, int, Sequence[Part]], Sequence[np.ndarray]]
 
 
 @dataclass
 class _Request:
     rows: np.ndarray
     future: asyncio.Future[list[np.ndarray]]
+    context: Any = None
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -39,16 +44,18 @@ def timed_run(run: RunFn, rows: np.ndarray) -> tuple[list[np.ndarray], float, fl
 
 
 def timed_padded_run(
-    run: PaddedRunFn, padded: np.ndarray, n: int
+    run: PaddedRunFn, padded: np.ndarray, n: int, parts: Sequence[Part]
 ) -> tuple[Sequence[np.ndarray], float, float]:
     started = time.perf_counter()
-    outputs = run(padded, n)
+    outputs = run(padded, n, parts)
     return outputs, started, time.perf_counter() - started
 
 
 class MicroBatcher:
     """One worker task per graph takes everything queued (up to ``max_batch_size`` rows),
     runs it as one call in the executor, and splits the outputs back in request order.
+    Each request's ``context`` reaches the run function with its row count, so per-request
+    work that follows the call (the encoder's seeded noise) is done there, in one pass.
 
     A request larger than ``max_batch_size`` is split into chunks that are queued in order.
     Only one call per graph is in flight; requests arriving meanwhile form the next batch.
@@ -95,14 +102,16 @@ class MicroBatcher:
         await self._task
         self._task = None
 
-    async def submit(self, rows: np.ndarray) -> list[np.ndarray]:
+    async def submit(self, rows: np.ndarray, context: Any = None) -> list[np.ndarray]:
+        """The run's outputs for these rows. A request split into chunks passes the same
+        ``context`` with each chunk, in row order."""
         if self._closed:
             raise ModelNotReady(f"{self.graph} is not accepting requests")
         loop = asyncio.get_running_loop()
         futures = []
         for start in range(0, rows.shape[0], self._max_rows):
             future: asyncio.Future[list[np.ndarray]] = loop.create_future()
-            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], future))
+            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], future, context))
             futures.append(future)
         if len(futures) == 1:
             return await futures[0]
@@ -177,12 +186,13 @@ class MicroBatcher:
             padded[offset:end] = request.rows
             offset = end
         padded[n:] = 0.0
+        parts = [(request.rows.shape[0], request.context) for request in batch]
         try:
             if n <= self._inline_max_rows:
-                outputs, started, seconds = timed_padded_run(self._run, padded, n)
+                outputs, started, seconds = timed_padded_run(self._run, padded, n, parts)
             else:
                 outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, timed_padded_run, self._run, padded, n
+                    self._executor, timed_padded_run, self._run, padded, n, parts
                 )
         except Exception as exc:
             for request in batch:

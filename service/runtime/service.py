@@ -7,12 +7,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from service.runtime.batching import MicroBatcher, PaddedRunFn, timed_run
+from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run
 from service.runtime.errors import InvalidInput, ModelNotReady
 from service.runtime.interpolation import METHODS
 from service.runtime.model import VAEModel, numeric_array
@@ -60,6 +62,39 @@ def _standard_normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     # float64 draws (cast after) match np.random.default_rng(seed).standard_normal(shape),
     # so a client can reproduce the noise with plain numpy.
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+class SeededNoise:
+    """One call's w ~ N(0, I) from its own `numpy.random.default_rng(seed)`.
+
+    The draw happens where the encoder ran (the executor thread, once per batch for every
+    request in it), rows in order: a call split across batches keeps drawing from the same
+    generator, so its w equals ``default_rng(seed).standard_normal((n, d))`` in one go.
+    """
+
+    __slots__ = ("_rng", "seed")
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+
+    def draw_into(self, out: np.ndarray) -> None:
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        self._rng.standard_normal(out=out)
+
+
+def sample_z(mu: np.ndarray, sigma: np.ndarray, parts: Sequence[Part]) -> np.ndarray:
+    """z = mu + sigma * w for a whole call; rows of parts without noise get w = 0 (z = mu)."""
+    if all(noise is None for _, noise in parts):
+        return mu.copy()
+    w = np.zeros(mu.shape, np.float64)
+    offset = 0
+    for rows, noise in parts:
+        if noise is not None:
+            noise.draw_into(w[offset : offset + rows])
+        offset += rows
+    return mu + sigma * w.astype(np.float32)
 
 
 class VAEService:
@@ -125,25 +160,34 @@ class VAEService:
             inline_max_rows=self.batching.inline_max_rows,
         )
 
-    def _decode_rows(self, z: np.ndarray) -> tuple[np.ndarray]:
-        return (self.model.run_decoder(z),)
-
     # Looked up on the model at call time (not bound at start) so tests can swap a graph.
-    def _encode_padded(self, padded: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.run_encoder_padded(padded, n)
+    # The encoder answers (mu, sigma, z); see `sample_z` for z.
 
-    def _decode_padded(self, padded: np.ndarray, n: int) -> tuple[np.ndarray]:
-        return self.model.run_decoder_padded(padded, n)
+    def _encode_rows(self, rows: np.ndarray, noise: SeededNoise | None) -> list[np.ndarray]:
+        mu, sigma = self.model.run_encoder(rows)
+        return [mu, sigma, sample_z(mu, sigma, ((rows.shape[0], noise),))]
+
+    def _decode_rows(self, z: np.ndarray) -> list[np.ndarray]:
+        return [self.model.run_decoder(z)]
+
+    def _encode_padded(self, padded: np.ndarray, n: int, parts: Sequence[Part]) -> list[np.ndarray]:
+        mu, sigma = self.model.run_encoder_padded(padded, n)
+        return [mu, sigma, sample_z(mu, sigma, parts)]
+
+    def _decode_padded(self, padded: np.ndarray, n: int, parts: Sequence[Part]) -> list[np.ndarray]:
+        return list(self.model.run_decoder_padded(padded, n))
 
     # -- inference -------------------------------------------------------------------------
 
-    async def _infer(self, graph: Graph, rows: np.ndarray) -> list[np.ndarray]:
+    async def _infer(
+        self, graph: Graph, rows: np.ndarray, noise: SeededNoise | None = None
+    ) -> list[np.ndarray]:
         if not self.ready or self._executor is None:
             raise ModelNotReady("the model is not loaded and warm yet")
         batcher = self._encoder_batcher if graph == "encoder" else self._decoder_batcher
         if batcher is not None:
-            return await batcher.submit(rows)
-        run = self.model.run_encoder if graph == "encoder" else self._decode_rows
+            return await batcher.submit(rows, noise)
+        run = partial(self._encode_rows, noise=noise) if graph == "encoder" else self._decode_rows
         submitted = time.perf_counter()
         if rows.shape[0] <= self.batching.inline_max_rows:
             outputs, started, seconds = timed_run(run, rows)
@@ -162,14 +206,13 @@ class VAEService:
         """mu, sigma and one sample z = mu + sigma * w, w ~ N(0, I) from this call's seed."""
         rows = self.model.check_images(images)
         seed = resolve_seed(seed)
-        mu, sigma = await self._infer("encoder", rows)
-        w = _standard_normal(seed, mu.shape).astype(np.float32)
-        return EncodeResult(mu=mu, sigma=sigma, z=mu + sigma * w, seed=seed)
+        mu, sigma, z = await self._infer("encoder", rows, SeededNoise(seed))
+        return EncodeResult(mu=mu, sigma=sigma, z=z, seed=seed)
 
     async def encode_mean(self, images: np.ndarray) -> np.ndarray:
         """The posterior means only: (n, latent_dim)."""
-        mu, _ = await self._infer("encoder", self.model.check_images(images))
-        return mu
+        outputs = await self._infer("encoder", self.model.check_images(images))
+        return outputs[0]
 
     async def decode(self, z: np.ndarray) -> np.ndarray:
         """(n, latent_dim) -> (n, 784) in [0, 1]."""

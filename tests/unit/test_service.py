@@ -120,6 +120,30 @@ def test_encode_draws_z_from_the_seed(model):
     serve(model, scenario)
 
 
+@pytest.mark.parametrize(
+    "batching",
+    [BatchingOptions(max_batch_size=5), BatchingOptions(enabled=False)],
+    ids=["split-across-batches", "unbatched"],
+)
+def test_z_noise_is_one_seeded_stream_even_when_a_call_is_split(model, batching):
+    # 12 rows with max_batch_size 5 run as three chunks, in batches shared with other calls;
+    # w must still be the first 12 x D draws of default_rng(seed), as plain numpy gives them.
+    async def scenario(service):
+        big, small = images(12, 1), images(3, 2)
+        results = await asyncio.gather(
+            service.encode(big, seed=9),
+            service.encode_mean(small),
+            service.encode(small, seed=10),
+        )
+        return big, small, results
+
+    big, small, (enc_big, mean_small, enc_small) = serve(model, scenario, batching=batching)
+    for enc, rows, seed in ((enc_big, big, 9), (enc_small, small, 10)):
+        w = np.random.default_rng(seed).standard_normal((rows.shape[0], D)).astype(np.float32)
+        np.testing.assert_array_equal(enc.z, enc.mu + enc.sigma * w)
+    np.testing.assert_array_equal(mean_small, enc_small.mu)
+
+
 def test_same_seed_same_output_and_other_seed_other_output(model):
     async def scenario(service):
         a = await service.sample(3, seed=11)
