@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import simdjson
 
-from service.api.codecs.json import in_unit_range
-
 # One parser per process: parsing happens on the event loop thread, and everything a parse
 # returns is copied out before the next one (simdjson refuses to reuse a parser otherwise).
 _parser = simdjson.Parser()
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_rows(
@@ -31,44 +30,52 @@ def parse_rows(
 
     `unit_range`: the values must lie in [0, 1] (images); otherwise they must be finite.
     """
-    # as_buffer flattens nested lists, so a row holding a list must not reach it: with no
-    # nesting a body has exactly one `[` for the field and one per row.
     if not body:
         return None
     try:
         rows, ints = _read(body, field, width, limit, int_fields)
     except (ValueError, TypeError, KeyError, RuntimeError):
         return None
+    # as_buffer flattens nested lists, so a row holding a list must not reach it: with no
+    # nesting a body has exactly one `[` for the field and one per row.
     if rows is None or body.count(b"[") != 1 + rows.shape[0]:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = rows.astype(np.float32)
-        valid = in_unit_range(out) if unit_range else bool(np.isfinite(out).all())
-    return (out, ints) if valid else None
+    # Checked on the float64 values (NaN fails every comparison), so the cast cannot overflow.
+    if unit_range:
+        if not (rows.min() >= 0.0 and rows.max() <= 1.0):
+            return None
+    elif not np.abs(rows).max() <= _FLOAT32_MAX:
+        return None
+    return rows.astype(np.float32), ints
 
 
 def _read(
     body: bytes, field: str, width: int, limit: int, int_fields: frozenset[str]
 ) -> tuple[np.ndarray | None, dict[str, int]]:
     doc = _parser.parse(body)
-    if not isinstance(doc, simdjson.Object):
+    if type(doc) is not simdjson.Object:
+        return None, {}
+    items = doc.get(field)
+    if type(items) is not simdjson.Array or not 1 <= len(items) <= limit:
         return None, {}
     ints: dict[str, int] = {}
-    items = None
-    for key in doc:  # not items(): that would copy every value into Python lists
-        value = doc[key]
-        if key == field:
-            items = value
-        elif key in int_fields and type(value) is int:
+    if len(doc) > 1:
+        for key in doc:  # not items(): that would copy every value into Python lists
+            if key == field:
+                continue
+            value = doc[key]
+            if key not in int_fields or type(value) is not int:
+                return None, {}  # unknown keys, nulls, wrong types: the full path names them
             ints[key] = value
-        else:
-            return None, {}  # unknown keys, nulls, wrong types: the full path names them
-    if not isinstance(items, simdjson.Array) or not 1 <= len(items) <= limit:
-        return None, {}
+    if len(items) == 1:  # the common one-item request: no copy into a preallocated array
+        row = items[0]
+        if type(row) is not simdjson.Array or len(row) != width:
+            return None, {}
+        # Strings, booleans and nulls make as_buffer raise TypeError. The buffer is a copy.
+        return np.frombuffer(row.as_buffer(of_type="d"), np.float64).reshape(1, width), ints
     out = np.empty((len(items), width), np.float64)
     for i, row in enumerate(items):
-        if not isinstance(row, simdjson.Array) or len(row) != width:
+        if type(row) is not simdjson.Array or len(row) != width:
             return None, {}
-        # Strings, booleans and nulls make as_buffer raise TypeError.
         out[i] = np.frombuffer(row.as_buffer(of_type="d"), np.float64)
     return out, ints
