@@ -77,3 +77,29 @@ def test_the_parser_is_reusable_after_every_kind_of_failure():
         assert parse_rows(bad, "z", 2, 256) is None
         rows, _ = parse_rows(b'{"z": [[1, 2]]}', "z", 2, 256)
         np.testing.assert_array_equal(rows, [[1, 2]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("values", "inside"),
+    [
+        ([0.0, 0.5, 1.0], True),
+        ([-0.0, 1.0], True),  # fails the bit-pattern pass, the float check accepts it
+        ([1e-45, 0.25], True),  # subnormal in float32
+        ([np.nan, 0.5], False),
+        ([-np.nan, 0.5], False),
+        ([np.inf], False),
+        ([-np.inf], False),
+        ([-1e-30], False),
+        ([1.0, 1.5], False),
+    ],
+)
+def test_unit_range_check_agrees_with_the_float_comparisons(dtype, values, inside):
+    arr = np.array([values], dtype)
+    assert jsonc.in_unit_range(arr) is inside
+    just_above_one = np.nextafter(dtype(1), dtype(2), dtype=dtype)
+    assert jsonc.in_unit_range(np.array([[0.5, just_above_one]], dtype)) is False
+    # Not contiguous (two values or more): the float check alone answers.
+    strided = np.repeat(np.array([[*values, 0.5]], dtype), 2, axis=1)[:, ::2]
+    assert not strided.flags.c_contiguous
+    assert jsonc.in_unit_range(strided) is inside

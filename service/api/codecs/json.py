@@ -103,9 +103,23 @@ def check_finite(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
         raise invalid(_item(field, _first_bad_row(bad), rows), "values must be finite numbers")
 
 
+# IEEE 754 bit patterns read as unsigned integers keep the order of non-negative floats, and
+# put negatives (sign bit), infinities and NaNs above the pattern of 1.0: one pass over the
+# integers proves "all in [0, 1]". Only -0.0 fails it while valid; the float check takes it.
+_UNIT_BITS = {
+    np.dtype(np.float32): (np.uint32, 0x3F800000),
+    np.dtype(np.float64): (np.uint64, 0x3FF0000000000000),
+}
+
+
 def in_unit_range(arr: np.ndarray) -> bool:
-    """All values in [0, 1]: min and max are NaN when any value is, so NaN fails too."""
-    return bool(arr.size and arr.min() >= 0.0 and arr.max() <= 1.0)
+    """All values in [0, 1] (NaN fails: min and max are NaN when any value is)."""
+    if not arr.size:
+        return False
+    bits = _UNIT_BITS.get(arr.dtype)
+    if bits is not None and arr.flags.c_contiguous and arr.view(bits[0]).max() <= bits[1]:
+        return True
+    return bool(arr.min() >= 0.0 and arr.max() <= 1.0)
 
 
 def check_unit_range(arr: np.ndarray, field: str, *, rows: bool = True) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import simdjson
 
+from service.api.codecs.json import in_unit_range
+
 # One parser per process: parsing happens on the event loop thread, and everything a parse
 # returns is copied out before the next one (simdjson refuses to reuse a parser otherwise).
 _parser = simdjson.Parser()
@@ -42,7 +44,7 @@ def parse_rows(
         return None
     # Checked on the float64 values (NaN fails every comparison), so the cast cannot overflow.
     if unit_range:
-        if not (rows.min() >= 0.0 and rows.max() <= 1.0):
+        if not in_unit_range(rows):
             return None
     elif not np.abs(rows).max() <= _FLOAT32_MAX:
         return None
