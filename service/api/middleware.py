@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import ERROR_CODE_HEADER, REQUEST_ID_KEY, BodyTooLargeError, error_body
@@ -23,6 +24,8 @@ error_log = logging.getLogger("service.api")
 
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _ERROR_CODE = ERROR_CODE_HEADER.lower().encode()
+# nginx's status for "the client closed the connection before the answer": metrics only.
+CLIENT_CLOSED_REQUEST = 499
 
 
 async def _send_error(send: Send, status: int, body: bytes, request_id: str | None) -> None:
@@ -79,6 +82,10 @@ class RequestObserver:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # Gone before its body arrived: nobody to answer, nothing to log as an error.
+            state["status"] = CLIENT_CLOSED_REQUEST
+            state["error_code"] = "client_disconnected"
         except Exception:
             error_log.exception(
                 "unhandled error", extra={"request_id": request_id, "path": scope.get("path")}

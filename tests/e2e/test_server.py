@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -87,6 +88,23 @@ def test_declared_oversized_body_is_refused_without_sending_it(server):
         )
         head = sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 413")
+
+
+def test_a_body_arriving_in_pieces_is_read_whole(server):
+    body = orjson.dumps({"images": np.full((2, 784), 0.25).tolist(), "seed": 4})
+    whole = _post(server.base_url, "/encode", orjson.loads(body))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(
+            b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        for start in range(0, len(body), 4096):  # separate packets: several ASGI messages
+            sock.sendall(body[start : start + 4096])
+            time.sleep(0.02)
+        status, answer = _read_response(sock)
+    assert (status, whole.status_code) == (200, 200)
+    assert orjson.loads(answer) == whole.json()
 
 
 def _read_response(sock: socket.socket) -> tuple[int, bytes]:
