@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from service.app import create_app
 from service.config import Settings
-from tests.api.conftest import LATENT_DIM
+from tests.api.conftest import LATENT_DIM, http_scope
 from tests.api.images import b64, digit, png_bytes, png_declaring
 
 IMG = [0.5] * 784
@@ -169,24 +169,29 @@ def test_streamed_body_over_the_limit_is_413_without_reading_it_all(tiny_model_d
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/decode",
-        "raw_path": b"/decode",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+    scope = http_scope("/decode", headers)
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert orjson.loads(sent[1]["body"])["error"]["code"] == "body_too_large"
     assert chunks_read == 3
+
+
+def test_a_client_gone_before_its_body_arrived_is_counted_not_answered(client):
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = http_scope("/encode", [(b"content-type", b"application/x-npy")])
+    asyncio.run(client.app(scope, receive, send))
+    assert sent == []
+    metrics = client.get("/metrics").text
+    assert 'vae_http_requests_total{method="POST",route="/encode",status="499"} 1.0' in metrics
+    assert 'vae_http_errors_total{code="client_disconnected",route="/encode"} 1.0' in metrics
 
 
 JSON_VALUES = st.recursive(

@@ -187,36 +187,3 @@ def test_object_npy_is_refused_without_unpickling(client):
     response = client.post("/encode", content=buf.getvalue(), headers={"Content-Type": NPY})
     assert response.status_code == 422
     assert "npy" in response.json()["error"]["message"]
-
-
-def test_a_client_gone_before_its_body_arrived_is_counted_not_answered(client):
-    import anyio
-
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/encode",
-        "raw_path": b"/encode",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", NPY.encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-    }
-    anyio.run(client.app, scope, receive, send)
-    assert sent == []
-    metrics = client.get("/metrics").text
-    assert 'vae_http_requests_total{method="POST",route="/encode",status="499"} 1.0' in metrics
-    assert 'vae_http_errors_total{code="client_disconnected",route="/encode"} 1.0' in metrics
