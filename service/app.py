@@ -21,6 +21,7 @@ from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
 from service.api.routes.inference import add_inference_routes
 from service.api.routes.operations import add_health_routes, add_model_routes
+from service.api.routing import PlainPathRoute
 from service.config import Settings
 from service.runtime.model import VAEModel
 from service.runtime.options import BatchingOptions, SessionOptions
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     protected = [Depends(api_key_guard(key))] if key else []
     # Routes go on the app's own router, not through `include_router`: an included router is
     # matched as a branch and then again inside it, ~10% of a one-image /encode's CPU time.
+    app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
     add_inference_routes(app.router, settings, protected)
     add_model_routes(app.router, settings, protected)

@@ -39,6 +39,21 @@ def test_readyz_is_503_and_routes_refuse_before_the_model_is_loaded(tiny_model_d
         assert response.json()["error"]["code"] == "not_ready"
 
 
+def test_routes_match_behind_a_root_path_and_only_their_own_path(tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    app = create_app(Settings(model_dir=tiny_model_dir, workers=1))
+    # As a proxy or `uvicorn --root-path /vae` sends them: scope path "/vae/...", root "/vae".
+    with TestClient(app, root_path="/vae") as client:
+        assert client.get("/vae/healthz").status_code == 200
+        z = {"z": [[0.0] * LATENT_DIM]}
+        assert client.post("/vae/decode", json=z).status_code == 200
+        slash = client.post("/vae/decode/", json=z, follow_redirects=False)
+        assert slash.status_code == 307  # redirected to /decode, not answered as it
+        assert client.post("/vae/decodes", json=z).status_code == 404
+        assert client.get("/vae/decode").status_code == 405
+
+
 def test_encode_returns_mu_sigma_and_z_from_the_seed(client):
     images = np.stack([digit(0).reshape(-1), digit(1).reshape(-1)])
     body = client.post("/encode", json={"images": images.tolist(), "seed": 123}).json()
