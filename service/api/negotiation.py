@@ -14,9 +14,23 @@ NPY = NPY_MEDIA_TYPE
 RAW = RAW_MEDIA_TYPE
 
 
-def body_type(request: Request, allowed: tuple[str, ...]) -> str:
-    """The request's media type, if this route reads it; 415 otherwise."""
-    raw = request.headers.get("content-type")
+def negotiate(
+    request: Request, bodies: tuple[str, ...], answers: tuple[str, ...]
+) -> tuple[str, str]:
+    """(body media type, answer media type) from one pass over the raw headers; 415 / 406."""
+    content_type = accept = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            if content_type is None:
+                content_type = value.decode("latin-1")
+        elif name == b"accept":  # repeated Accept headers form one list (RFC 9110)
+            part = value.decode("latin-1")
+            accept = part if accept is None else f"{accept}, {part}"
+    return body_type(content_type, bodies), answer_type(accept, answers)
+
+
+def body_type(raw: str | None, allowed: tuple[str, ...]) -> str:
+    """The media type of a Content-Type header, if this route reads it; 415 otherwise."""
     media = raw.split(";", 1)[0].strip().lower() if raw else JSON
     if media not in allowed:
         raise ApiError(
@@ -47,9 +61,8 @@ def _parse_accept(header: str) -> list[tuple[str, float]]:
     return items
 
 
-def answer_type(request: Request, offered: tuple[str, ...]) -> str:
-    """The best of `offered` (first one is the default) for the Accept header; 406 if none fits."""
-    header = request.headers.get("accept")
+def answer_type(header: str | None, offered: tuple[str, ...]) -> str:
+    """The best of `offered` (first one is the default) for an Accept header; 406 if none fits."""
     if not header:
         return offered[0]
     best, best_q = None, 0.0

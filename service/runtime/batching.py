@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,16 @@ Part = tuple[int, Any]
 PaddedRunFn = Callable[[np.ndarray, int, Sequence[Part]], Sequence[np.ndarray]]
 
 
-@dataclass
 class _Request:
-    rows: np.ndarray
-    future: asyncio.Future[list[np.ndarray]]
-    context: Any = None
-    enqueued_at: float = field(default_factory=time.perf_counter)
+    __slots__ = ("context", "enqueued_at", "future", "rows")
+
+    def __init__(
+        self, rows: np.ndarray, future: asyncio.Future[list[np.ndarray]], context: Any
+    ) -> None:
+        self.rows = rows
+        self.future = future
+        self.context = context
+        self.enqueued_at = time.perf_counter()
 
 
 _STOP = object()
@@ -108,13 +111,15 @@ class MicroBatcher:
         if self._closed:
             raise ModelNotReady(f"{self.graph} is not accepting requests")
         loop = asyncio.get_running_loop()
+        if rows.shape[0] <= self._max_rows:  # the common case, without the list and the slice
+            future: asyncio.Future[list[np.ndarray]] = loop.create_future()
+            self._queue.put_nowait(_Request(rows, future, context))
+            return await future
         futures = []
         for start in range(0, rows.shape[0], self._max_rows):
-            future: asyncio.Future[list[np.ndarray]] = loop.create_future()
-            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], future, context))
-            futures.append(future)
-        if len(futures) == 1:
-            return await futures[0]
+            chunk: asyncio.Future[list[np.ndarray]] = loop.create_future()
+            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], chunk, context))
+            futures.append(chunk)
         parts = await asyncio.gather(*futures)
         return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 

@@ -70,6 +70,14 @@ def test_mixed_formats_in_one_request(client):
     np.testing.assert_allclose(mu[0], mu[2], atol=1e-6)
 
 
+def test_repeated_accept_headers_are_read_as_one_list(client):
+    z = {"z": [[0.0] * LATENT_DIM]}
+    accept = [("Accept", "application/json;q=0.2"), ("Accept", "image/png")]
+    assert client.post("/decode", json=z, headers=accept).headers["content-type"] == "image/png"
+    accept = [("Accept", "image/png"), ("Accept", "application/json;q=0.2")]
+    assert client.post("/decode", json=z, headers=accept).headers["content-type"] == "image/png"
+
+
 def test_decode_png_single_image_is_upscaled_28x28(client):
     response = client.post(
         "/decode", json={"z": [[0.0] * LATENT_DIM]}, headers={"Accept": "image/png"}

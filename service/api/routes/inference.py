@@ -19,7 +19,7 @@ from service.api import schemas
 from service.api.codecs import json as jsonc
 from service.api.codecs import json_rows, npy, png
 from service.api.errors import invalid
-from service.api.negotiation import GIF, JSON, NPY, PNG, RAW, answer_type, body_type
+from service.api.negotiation import GIF, JSON, NPY, PNG, RAW, negotiate
 from service.api.readiness import require_service
 from service.config import Settings
 from service.runtime.interpolation import METHODS
@@ -67,8 +67,7 @@ async def _read(
     request: Request, bodies: tuple[str, ...], answers: tuple[str, ...]
 ) -> tuple[str, str, bytes, VAEService]:
     """Negotiate first (415/406 cost nothing), then read the body: media, answer, body, service."""
-    media = body_type(request, bodies)
-    answer = answer_type(request, answers)
+    media, answer = negotiate(request, bodies, answers)
     return media, answer, await _body(request), require_service(request)
 
 
