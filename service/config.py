@@ -58,14 +58,18 @@ class Settings(BaseSettings):
     batching: bool = Field(
         True, description="Micro-batch concurrent requests into one ONNX Runtime call."
     )
-    max_batch_size: int = Field(256, ge=1, description="Most rows in one micro-batched call.")
+    max_batch_size: int = Field(
+        1024,
+        ge=1,
+        description="Most rows in one micro-batched call (bigger calls amortise per-call costs).",
+    )
     max_wait_ms: float = Field(
         0.0,
         ge=0,
         description="How long a micro-batch waits for more requests (0 = only what is queued).",
     )
     inline_max_rows: int = Field(
-        256,
+        1024,
         ge=0,
         description="ONNX Runtime calls of at most this many rows run on the event loop instead "
         "of an executor thread (0 = always a thread). The default covers every micro-batch: "

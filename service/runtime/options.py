@@ -45,7 +45,7 @@ class BatchingOptions:
     loop itself instead of hopping to an executor thread. For a tiny model such a call takes
     tens of microseconds, less than the hop; with one core per worker the hop buys no
     parallelism either. 0 (this class's default, for embedding the runtime elsewhere) sends
-    every call to the executor; the service's `VAE_INLINE_MAX_ROWS` defaults to 256.
+    every call to the executor; the service's `VAE_INLINE_MAX_ROWS` defaults to 1024.
     """
 
     enabled: bool = True
