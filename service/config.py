@@ -71,9 +71,10 @@ class Settings(BaseSettings):
     inline_max_rows: int = Field(
         1024,
         ge=0,
-        description="ONNX Runtime calls of at most this many rows run on the event loop instead "
-        "of an executor thread (0 = always a thread). The default covers every micro-batch: "
-        "with a core per worker, handing a call to a thread costs more than it frees.",
+        description="Micro-batched ONNX Runtime calls of at most this many rows run on the event "
+        "loop instead of an executor thread (0 = always a thread). The default covers every "
+        "micro-batch: with a core per worker, handing a call to a thread costs more than it "
+        "frees. With `VAE_BATCHING=false` every call uses the thread.",
     )
 
     # Request limits
