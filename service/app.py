@@ -20,7 +20,11 @@ from service.api.middleware import BodyLimit, RequestObserver
 from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
 from service.api.routes.inference import add_inference_routes
-from service.api.routes.operations import add_health_routes, add_model_routes
+from service.api.routes.operations import (
+    add_health_routes,
+    add_model_routes,
+    add_probe_head_routes,
+)
 from service.api.routing import PlainPathRoute
 from service.config import Settings
 from service.runtime.model import VAEModel
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     add_inference_routes(app.router, settings, protected)
     add_model_routes(app.router, settings, protected)
     install_docs(app)
+    add_probe_head_routes(app.router)
 
     def latent_dim() -> int | None:
         svc = app.state.service

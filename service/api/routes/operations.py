@@ -19,31 +19,38 @@ _OK = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'
 
 
+async def healthz() -> Response:
+    return Response(_OK, media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    if ready_service(request) is None:
+        return error_response(503, "not_ready", "the model is still loading")
+    return Response(_READY, media_type="application/json")
+
+
 def add_health_routes(router: APIRouter, metrics: Metrics) -> None:
     """Registered on the app's own router: see `service.app` for why not `include_router`."""
-
-    # HEAD too: load balancers and uptime checks often probe with it.
-    @router.head("/healthz", include_in_schema=False)
-    @router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    async def healthz() -> Response:
-        return Response(_OK, media_type="application/json")
-
-    @router.head("/readyz", include_in_schema=False)
-    @router.get(
+    router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")(healthz)
+    router.get(
         "/readyz",
         tags=["operations"],
         summary="Readiness: 200 once the model is loaded and warm, 503 before",
         responses={503: {"description": "Still loading (or shutting down)."}},
-    )
-    async def readyz(request: Request) -> Response:
-        if ready_service(request) is None:
-            return error_response(503, "not_ready", "the model is still loading")
-        return Response(_READY, media_type="application/json")
+    )(readyz)
 
     @router.get("/metrics", tags=["operations"], summary="Prometheus metrics (all workers)")
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
+
+
+def add_probe_head_routes(router: APIRouter) -> None:
+    """HEAD /healthz and /readyz, which load balancers and uptime checks often probe with.
+    Registered after every other route: they are rare, and each route tried before the one
+    a request wants costs it a comparison."""
+    router.head("/healthz", include_in_schema=False)(healthz)
+    router.head("/readyz", include_in_schema=False)(readyz)
 
 
 def add_model_routes(
