@@ -67,9 +67,9 @@ def _standard_normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
 class SeededNoise:
     """One call's w ~ N(0, I) from its own `numpy.random.default_rng(seed)`.
 
-    The draw happens where the encoder ran (the executor thread, once per batch for every
-    request in it), rows in order: a call split across batches keeps drawing from the same
-    generator, so its w equals ``default_rng(seed).standard_normal((n, d))`` in one go.
+    The draw happens where the encoder ran (the event loop or the executor thread, once per
+    batch for every request in it), rows in order: a call split across batches keeps drawing
+    from the same generator, so its w equals ``default_rng(seed).standard_normal((n, d))``.
     """
 
     __slots__ = ("_rng", "seed")
