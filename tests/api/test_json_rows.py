@@ -54,6 +54,10 @@ def test_integers_are_numbers_and_latents_need_only_be_finite():
         b'{"z": [[0.5, 0.5]], "extra": 1}',
         b'{"z": [[0.5, 0.5]], "seed": null}',
         b'{"z": [[0.5, 0.5]], "seed": 1.5}',
+        # repeated keys: simdjson keeps the first value, the full path (orjson) the last
+        b'{"z": [[0.5, 0.5]], "z": "oops"}',
+        b'{"z": [[0.5, 0.5]], "seed": 1, "seed": -5}',
+        b'\xef\xbb\xbf{"z": [[0.5, 0.5]]}',  # a byte-order mark, which orjson refuses
         b"[[0.5, 0.5]]",
         b'{"z": [[0.5, 0.5]]',
         b"",

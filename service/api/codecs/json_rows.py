@@ -18,6 +18,7 @@ from service.api.codecs.json import in_unit_range
 _parser = simdjson.Parser()
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _OPEN = ord("[")
+_BOM = b"\xef\xbb\xbf"
 
 
 def _count(body: bytes, byte: int) -> int:
@@ -37,7 +38,7 @@ def parse_rows(
 
     `unit_range`: the values must lie in [0, 1] (images); otherwise they must be finite.
     """
-    if not body:
+    if not body or body.startswith(_BOM):  # simdjson skips a byte-order mark; orjson refuses it
         return None
     try:
         rows, ints = _read(body, field, width, limit, int_fields)
@@ -68,13 +69,17 @@ def _read(
         return None, {}
     ints: dict[str, int] = {}
     if len(doc) > 1:
+        fields = 0
         for key in doc:  # not items(): that would copy every value into Python lists
             if key == field:
+                fields += 1
                 continue
             value = doc[key]
-            if key not in int_fields or type(value) is not int:
+            if key not in int_fields or type(value) is not int or key in ints:
                 return None, {}  # unknown keys, nulls, wrong types: the full path names them
             ints[key] = value
+        if fields > 1:  # simdjson keeps a repeated key's first value, orjson its last
+            return None, {}
     if len(items) == 1:  # the common one-item request: no copy into a preallocated array
         row = items[0]
         if type(row) is not simdjson.Array or len(row) != width:
