@@ -72,21 +72,16 @@ async def _read(
 
 
 async def _body(request: Request) -> bytes:
-    # Request.body() without its async generator and join: a body almost always arrives as
-    # one message, which is then used as it is.
-    message = await request.receive()
+    # Request.body() costs ~7 us more per request (its async generator); joining a single
+    # chunk returns that chunk itself, so a one-message body is never copied.
     chunks = []
     while True:
+        message = await request.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            if not chunks:
-                return chunk
-            chunks.append(chunk)
             return b"".join(chunks)
-        chunks.append(chunk)
-        message = await request.receive()
 
 
 def _json(payload: dict[str, Any]) -> Response:
