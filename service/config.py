@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.runtime.options import DEFAULT_BATCHING_OPTIONS
+
 ENV_PREFIX = "VAE_"
 
 
@@ -55,21 +57,23 @@ class Settings(BaseSettings):
     allow_spinning: bool = Field(
         False, description="Let ONNX Runtime threads spin while idle (more CPU, less latency)."
     )
+    # Batching defaults live with the runtime's options, so the two cannot disagree.
     batching: bool = Field(
-        True, description="Micro-batch concurrent requests into one ONNX Runtime call."
+        DEFAULT_BATCHING_OPTIONS.enabled,
+        description="Micro-batch concurrent requests into one ONNX Runtime call.",
     )
     max_batch_size: int = Field(
-        1024,
+        DEFAULT_BATCHING_OPTIONS.max_batch_size,
         ge=1,
         description="Most rows in one micro-batched call (bigger calls amortise per-call costs).",
     )
     max_wait_ms: float = Field(
-        0.0,
+        DEFAULT_BATCHING_OPTIONS.max_wait_ms,
         ge=0,
         description="How long a micro-batch waits for more requests (0 = only what is queued).",
     )
     inline_max_rows: int = Field(
-        1024,
+        DEFAULT_BATCHING_OPTIONS.inline_max_rows,
         ge=0,
         description="Micro-batched ONNX Runtime calls of at most this many rows run on the event "
         "loop instead of an executor thread (0 = always a thread). The default covers every "

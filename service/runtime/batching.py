@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from service.runtime.errors import ModelNotReady
+from service.runtime.model import padded_input
 from service.runtime.observer import Graph, InferenceObserver
 
 logger = logging.getLogger(__name__)
 
-RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 # One request's share of a call: its row count and the context it was submitted with.
 Part = tuple[int, Any]
 # (padded rows, real row count, parts in row order) -> outputs of the real rows; see
@@ -39,16 +39,11 @@ class _Request:
 _STOP = object()
 
 
-def timed_run(run: RunFn, rows: np.ndarray) -> tuple[list[np.ndarray], float, float]:
-    """Run in the executor thread; returns outputs, start time and seconds spent in the run."""
-    started = time.perf_counter()
-    outputs = list(run(rows))
-    return outputs, started, time.perf_counter() - started
-
-
-def timed_padded_run(
+def timed_run(
     run: PaddedRunFn, padded: np.ndarray, n: int, parts: Sequence[Part]
 ) -> tuple[Sequence[np.ndarray], float, float]:
+    """Run where it is called (the loop or an executor thread); returns outputs, the start
+    time and the seconds spent in the run."""
     started = time.perf_counter()
     outputs = run(padded, n, parts)
     return outputs, started, time.perf_counter() - started
@@ -56,7 +51,8 @@ def timed_padded_run(
 
 class MicroBatcher:
     """One worker task per graph takes everything queued (up to ``max_batch_size`` rows),
-    runs it as one call in the executor, and splits the outputs back in request order.
+    runs it as one call (on the event loop up to ``inline_max_rows`` rows, else in the
+    executor), and splits the outputs back in request order.
     Each request's ``context`` reaches the run function with its row count, so per-request
     work that follows the call (the encoder's seeded noise) is done there, in one pass.
 
@@ -181,23 +177,14 @@ class MicroBatcher:
         batch = [r for r in batch if not r.future.done()]
         if not batch:
             return
-        n = 0
-        for request in batch:
-            n += request.rows.shape[0]
-        padded = np.empty((n + self._pad_rows, batch[0].rows.shape[1]), np.float32)
-        offset = 0
-        for request in batch:
-            end = offset + request.rows.shape[0]
-            padded[offset:end] = request.rows
-            offset = end
-        padded[n:] = 0.0
+        padded, n = padded_input([request.rows for request in batch], self._pad_rows)
         parts = [(request.rows.shape[0], request.context) for request in batch]
         try:
             if n <= self._inline_max_rows:
-                outputs, started, seconds = timed_padded_run(self._run, padded, n, parts)
+                outputs, started, seconds = timed_run(self._run, padded, n, parts)
             else:
                 outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, timed_padded_run, self._run, padded, n, parts
+                    self._executor, timed_run, self._run, padded, n, parts
                 )
         except Exception as exc:
             for request in batch:
@@ -205,10 +192,6 @@ class MicroBatcher:
                     request.future.set_exception(exc)
             return
         self._observe(batch, n, started, seconds)
-        if len(batch) == 1:
-            if not batch[0].future.done():
-                batch[0].future.set_result(list(outputs))
-            return
         offset = 0
         for request in batch:
             end = offset + request.rows.shape[0]

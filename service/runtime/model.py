@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -210,11 +211,24 @@ class VAEModel:
         return (images[:n],)
 
 
+def padded_input(chunks: Sequence[np.ndarray], pad_rows: int) -> tuple[np.ndarray, int]:
+    """The chunks' rows, in order, in one float32 buffer with ``pad_rows`` zero rows after
+    them (see TAIL_PADDING_ELEMENTS), and the number of real rows."""
+    n = 0
+    for chunk in chunks:
+        n += chunk.shape[0]
+    padded = np.empty((n + pad_rows, chunks[0].shape[1]), np.float32)
+    offset = 0
+    for chunk in chunks:
+        end = offset + chunk.shape[0]
+        padded[offset:end] = chunk
+        offset = end
+    padded[n:] = 0.0
+    return padded, n
+
+
 def _run(
     session: ort.InferenceSession, name: str, rows: np.ndarray, pad_rows: int
 ) -> list[np.ndarray]:
-    n = rows.shape[0]
-    padded = np.empty((n + pad_rows, rows.shape[1]), np.float32)
-    padded[:n] = rows
-    padded[n:] = 0.0
+    padded, n = padded_input((rows,), pad_rows)
     return [out[:n] for out in session.run(None, {name: padded})]

@@ -41,17 +41,19 @@ class BatchingOptions:
     ``max_wait_ms`` = 0 batches only what is already queued when the previous run ends, so a
     lone request never waits.
 
-    ``inline_max_rows``: calls of at most this many rows (batched or not) run on the event
-    loop itself instead of hopping to an executor thread. For a tiny model such a call takes
-    tens of microseconds, less than the hop; with one core per worker the hop buys no
-    parallelism either. 0 (this class's default, for embedding the runtime elsewhere) sends
-    every call to the executor; the service's `VAE_INLINE_MAX_ROWS` defaults to 1024.
+    ``max_batch_size``: bigger calls amortise per-call costs (pinned, 64-image `.npy`
+    requests at c16: 1,460 req/s at 256 rows, 1,670 at 1024).
+
+    ``inline_max_rows``: micro-batched calls of at most this many rows run on the event loop
+    itself instead of hopping to an executor thread. For a tiny model the hop costs more than
+    it frees, and with one core per worker it buys no parallelism either. 0 sends every call
+    to the executor. Unbatched calls (``enabled=False``) always take the executor.
     """
 
     enabled: bool = True
-    max_batch_size: int = 256
+    max_batch_size: int = 1024
     max_wait_ms: float = 0.0
-    inline_max_rows: int = 0
+    inline_max_rows: int = 1024
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:

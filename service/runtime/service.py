@@ -10,14 +10,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run
 from service.runtime.errors import InvalidInput, ModelNotReady
 from service.runtime.interpolation import METHODS
-from service.runtime.model import VAEModel, numeric_array
+from service.runtime.model import VAEModel, numeric_array, padded_input
 from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
 from service.runtime.options import DEFAULT_BATCHING_OPTIONS, BatchingOptions
 
@@ -87,7 +86,7 @@ class SeededNoise:
 def sample_z(mu: np.ndarray, sigma: np.ndarray, parts: Sequence[Part]) -> np.ndarray:
     """z = mu + sigma * w for a whole call; rows of parts without noise get w = 0 (z = mu)."""
     if all(noise is None for _, noise in parts):
-        return mu.copy()
+        return mu
     w = np.zeros(mu.shape, np.float64)
     offset = 0
     for rows, noise in parts:
@@ -163,13 +162,6 @@ class VAEService:
     # Looked up on the model at call time (not bound at start) so tests can swap a graph.
     # The encoder answers (mu, sigma, z); see `sample_z` for z.
 
-    def _encode_rows(self, rows: np.ndarray, noise: SeededNoise | None) -> list[np.ndarray]:
-        mu, sigma = self.model.run_encoder(rows)
-        return [mu, sigma, sample_z(mu, sigma, ((rows.shape[0], noise),))]
-
-    def _decode_rows(self, z: np.ndarray) -> list[np.ndarray]:
-        return [self.model.run_decoder(z)]
-
     def _encode_padded(self, padded: np.ndarray, n: int, parts: Sequence[Part]) -> list[np.ndarray]:
         mu, sigma = self.model.run_encoder_padded(padded, n)
         return [mu, sigma, sample_z(mu, sigma, parts)]
@@ -187,17 +179,17 @@ class VAEService:
         batcher = self._encoder_batcher if graph == "encoder" else self._decoder_batcher
         if batcher is not None:
             return await batcher.submit(rows, noise)
-        run = partial(self._encode_rows, noise=noise) if graph == "encoder" else self._decode_rows
+        # Unbatched calls always take the executor: run on the loop one per request, they let
+        # some connections wait (pinned, /encode 1 image c64: p99 592 ms vs 71 ms threaded).
+        run = self._encode_padded if graph == "encoder" else self._decode_padded
+        padded, n = padded_input((rows,), self.model.pad_rows)
         submitted = time.perf_counter()
-        if rows.shape[0] <= self.batching.inline_max_rows:
-            outputs, started, seconds = timed_run(run, rows)
-        else:
-            outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-                self._executor, timed_run, run, rows
-            )
+        outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
+            self._executor, timed_run, run, padded, n, ((n, noise),)
+        )
         try:
             self.observer.queued(graph, max(0.0, started - submitted))
-            self.observer.inference(graph, rows.shape[0], 1, seconds)
+            self.observer.inference(graph, n, 1, seconds)
         except Exception:
             logger.exception("inference observer failed")
         return outputs

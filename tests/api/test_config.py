@@ -50,12 +50,3 @@ def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
-
-
-def test_only_micro_batched_calls_run_inline(tiny_model_dir):
-    from service.app import batching_options
-
-    on = batching_options(Settings(model_dir=tiny_model_dir, inline_max_rows=512))
-    assert (on.enabled, on.inline_max_rows) == (True, 512)
-    off = batching_options(Settings(model_dir=tiny_model_dir, batching=False))
-    assert (off.enabled, off.inline_max_rows) == (False, 0)

@@ -1,4 +1,5 @@
 import asyncio
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,18 +209,42 @@ def test_batching_on_and_off_give_identical_results(model):
     assert_same(waited, unbatched)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_inline_calls_on_the_event_loop_give_identical_results(model, enabled):
+def _record_run_threads(model, monkeypatch) -> list[tuple[int, bool]]:
+    """(rows, ran on the event loop's thread) for every encoder and decoder call."""
+    calls: list[tuple[int, bool]] = []
+    for name in ("run_encoder_padded", "run_decoder_padded"):
+        original = getattr(model, name)
+
+        def recording(padded, n, original=original):
+            calls.append((n, threading.current_thread() is threading.main_thread()))
+            return original(padded, n)
+
+        monkeypatch.setattr(model, name, recording)
+    return calls
+
+
+def test_small_micro_batches_run_on_the_loop_with_identical_results(model, monkeypatch):
     async def scenario(service):
         return await asyncio.gather(*mixed_calls(service))
 
-    observer = RecordingObserver()
-    threaded = serve(model, scenario, batching=BatchingOptions(enabled=enabled))
-    # Small calls on the loop, the larger ones still on the executor: both paths are taken.
-    inline = BatchingOptions(enabled=enabled, max_batch_size=8, inline_max_rows=4)
-    assert_same(serve(model, scenario, batching=inline, observer=observer), threaded)
-    rows = [n for _, n, _ in observer.batches]
-    assert min(rows) <= 4 < max(rows)
+    threaded = serve(model, scenario, batching=BatchingOptions(inline_max_rows=0))
+    calls = _record_run_threads(model, monkeypatch)
+    inline = BatchingOptions(max_batch_size=8, inline_max_rows=4)
+    assert_same(serve(model, scenario, batching=inline), threaded)
+    assert {on_loop for n, on_loop in calls if n <= 4} == {True}
+    assert {on_loop for n, on_loop in calls if n > 4} == {False}
+
+
+def test_unbatched_calls_always_take_the_executor(model, monkeypatch):
+    # One call per request on the loop lets some connections starve (see `VAEService._infer`).
+    calls = _record_run_threads(model, monkeypatch)
+
+    async def scenario(service):
+        return await asyncio.gather(*mixed_calls(service))
+
+    serve(model, scenario, batching=BatchingOptions(enabled=False, inline_max_rows=1024))
+    assert calls
+    assert not any(on_loop for _, on_loop in calls)
 
 
 def test_inline_max_rows_must_not_be_negative():
