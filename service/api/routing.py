@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.routing import APIRoute
-from starlette._utils import get_route_path
+from starlette._utils import get_route_path  # what Starlette's and FastAPI's matching use
 from starlette.routing import Match
 from starlette.types import Scope
 
