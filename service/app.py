@@ -146,9 +146,14 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     return app
 
 
+def tune_worker_gc() -> None:
+    """Raise this process's generation-0 GC threshold (see GC_GEN0_THRESHOLD)."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(GC_GEN0_THRESHOLD, gen0), gen1, gen2)
+
+
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers (`service.app:create_app_from_env`); tunes this worker
     process's garbage collector (not done in `create_app`, which tests call in-process)."""
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(GC_GEN0_THRESHOLD, gen0), gen1, gen2)
+    tune_worker_gc()
     return create_app(Settings())
