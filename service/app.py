@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     key = settings.api_key_value
     protected = [Depends(api_key_guard(key))] if key else []
     # Routes go on the app's own router, not through `include_router`: an included router is
-    # matched as a branch and then again inside it, ~10% of a one-image /encode's CPU time.
+    # matched as a branch and then again inside it (in-process /healthz 66 instead of 73 us).
     app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
     add_inference_routes(app.router, settings, protected)
