@@ -46,6 +46,7 @@ def test_integers_are_numbers_and_latents_need_only_be_finite():
         b'{"z": [[null, 0.5]]}',
         b'{"z": [[0.5]]}',  # wrong width
         b'{"z": [[0.5, 0.5], [0.5]]}',
+        b'{"z": [[0.5], [0.5, 0.5, 0.5]]}',  # uneven rows with the right total
         b'{"z": []}',
         b'{"z": [0.5, 0.5]}',
         b'{"z": [[1e39, 0.5]]}',  # beyond float32
@@ -107,3 +108,12 @@ def test_unit_range_check_agrees_with_the_float_comparisons(dtype, values, insid
     strided = np.repeat(np.array([[*values, 0.5]], dtype), 2, axis=1)[:, ::2]
     assert not strided.flags.c_contiguous
     assert jsonc.in_unit_range(strided) is inside
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [1.5, -0.25, np.nan])
+def test_unit_range_check_finds_a_bad_value_in_any_row(dtype, bad):
+    arr = np.full((3, 4), 0.5, dtype)
+    assert jsonc.in_unit_range(arr) is True
+    arr[2, 1] = bad
+    assert jsonc.in_unit_range(arr) is False
