@@ -68,6 +68,15 @@ def test_anything_unusual_falls_through_to_the_full_path(body):
     assert parse_rows(body, "z", 2, 256, SEED) is None
 
 
+def test_negative_zero_takes_the_full_path_which_accepts_it():
+    image = [0.5] * 784
+    image[3] = -0.0
+    body = orjson.dumps({"images": [image]})
+    assert parse_rows(body, "images", 784, 256, unit_range=True) is None
+    rows = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    np.testing.assert_array_equal(rows, [image])
+
+
 def test_images_outside_the_unit_range_fall_through():
     assert parse_rows(b'{"images": [[0.5, 1.5]]}', "images", 2, 256, unit_range=True) is None
     assert parse_rows(b'{"images": [[0.5, 1.0]]}', "images", 2, 256, unit_range=True) is not None
