@@ -165,7 +165,7 @@ def train(
             loader,
             desc=f"epoch {epoch}/{config.epochs}",
             leave=False,
-            disable=not progress,
+            disable=None if progress else True,  # None: drawn only on a terminal, not in CI logs
             unit="batch",
             file=sys.stderr,
             mininterval=0.5,

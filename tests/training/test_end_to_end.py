@@ -127,6 +127,16 @@ def test_training_is_deterministic_on_cpu(tmp_path):
     assert first.history[0].validation_loss is not None
 
 
+def test_the_progress_bar_stays_out_of_logs_that_are_not_a_terminal(tmp_path, capsys):
+    idx_dir = write_idx_dir(tmp_path / "idx", n_train=120, n_test=10)
+    data = load_mnist(idx_dir=idx_dir, validation_size=20)
+    config = TrainConfig(epochs=1, batch_size=40, latent_dim=4, device="cpu")
+    lines: list[str] = []
+    train(config, data, progress=True, log=lines.append)
+    assert "\r" not in capsys.readouterr().err  # pytest's capture is not a terminal
+    assert any("train loss" in line for line in lines)  # the summary line is still logged
+
+
 def test_export_of_a_sigma_model_reports_abs_sigma(tmp_path):
     idx_dir = write_idx_dir(tmp_path / "idx", n_train=60, n_test=20)
     data = load_mnist(idx_dir=idx_dir, validation_size=0)
