@@ -68,12 +68,13 @@ def test_anything_unusual_falls_through_to_the_full_path(body):
     assert parse_rows(body, "z", 2, 256, SEED) is None
 
 
-def test_negative_zero_takes_the_full_path_which_accepts_it():
+def test_negative_zero_is_a_valid_pixel_on_both_paths():
     image = [0.5] * 784
     image[3] = -0.0
     body = orjson.dumps({"images": [image]})
-    assert parse_rows(body, "images", 784, 256, unit_range=True) is None
-    rows = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    rows, _ = parse_rows(body, "images", 784, 256, unit_range=True)
+    full = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    np.testing.assert_array_equal(rows, full)
     np.testing.assert_array_equal(rows, [image])
 
 

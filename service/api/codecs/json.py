@@ -106,10 +106,9 @@ def check_finite(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
 # IEEE 754 bit patterns read as unsigned integers keep the order of non-negative floats, and
 # put negatives (sign bit), infinities and NaNs above the pattern of 1.0: one pass over the
 # integers proves "all in [0, 1]". Only -0.0 fails it while valid; the float check takes it.
-FLOAT64_ONE_BITS = 0x3FF0000000000000
 _UNIT_BITS = {
     np.dtype(np.float32): (np.uint32, 0x3F800000),
-    np.dtype(np.float64): (np.uint64, FLOAT64_ONE_BITS),
+    np.dtype(np.float64): (np.uint64, 0x3FF0000000000000),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import simdjson
 
-from service.api.codecs.json import FLOAT64_ONE_BITS
+from service.api.codecs.json import in_unit_range
 
 # One parser per process: parsing happens on the event loop thread, and everything a parse
 # returns is copied out before the next one (simdjson refuses to reuse a parser otherwise).
@@ -46,22 +46,15 @@ def parse_rows(
     # nesting a body has exactly one `[` for the field and one per row.
     if buffer is None or not _has_brackets(body, 1 + n):
         return None
-    # Each check is one argmax: ufunc reductions (max) pay a set-up that dominates one image.
+    values = np.frombuffer(buffer, np.float64)  # n * width of them: the guard rules out nesting
     if unit_range:
-        # Float64 bit patterns read as unsigned integers keep the order of non-negative
-        # values and put negatives, infinities and NaNs above 1.0 (see in_unit_range);
-        # -0.0 fails too and takes the full path.
-        bits = np.frombuffer(buffer, np.uint64)
-        if bits.size != n * width or not bits[bits.argmax()] <= FLOAT64_ONE_BITS:
+        if not in_unit_range(values):
             return None
-        return bits.view(np.float64).astype(np.float32).reshape(n, width), ints
-    rows = np.frombuffer(buffer, np.float64)
-    if rows.size != n * width:
-        return None
-    magnitudes = np.abs(rows)  # NaN counts as the largest
-    if not magnitudes[magnitudes.argmax()] <= _FLOAT32_MAX:
-        return None
-    return rows.astype(np.float32).reshape(n, width), ints
+    else:
+        magnitudes = np.abs(values)  # argmax, as in in_unit_range; NaN counts as the largest
+        if not magnitudes[magnitudes.argmax()] <= _FLOAT32_MAX:
+            return None
+    return values.astype(np.float32).reshape(n, width), ints
 
 
 def _has_brackets(body: bytes, count: int) -> bool:
