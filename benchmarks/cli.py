@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,13 +29,16 @@ from benchmarks.report import checked_variants, markdown, target_checks
 from benchmarks.scenarios import (
     DEFAULT_CONCURRENCY,
     HTTP_CEILING_PATH,
+    PAIRINGS,
     SCENARIOS,
+    Pairing,
     Scenario,
     by_name,
     compute_batches,
 )
 from benchmarks.servers import (
     NAIVE,
+    OURS,
     REPO_ROOT,
     VARIANTS,
     RunningServer,
@@ -93,6 +97,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke check: 3 s runs, 1 s warm-ups, short ceiling"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="alternated pairs per ratio target, reference then scenario (5; quick 1; 0 skips)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=None, help="1 pinned, 2 unpinned")
     parser.add_argument(
         "--workers", type=int, default=None, help="unpinned mode's workers (default: cores)"
@@ -129,14 +139,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.compute_seconds = args.compute_seconds or (0.5 if args.quick else 2.0)
+    args.pairs = args.pairs if args.pairs is not None else (1 if args.quick else 5)
     return args
 
 
-def compute_ceiling(args: argparse.Namespace, mode: str, batches: list[int]) -> dict:
+def compute_ceiling(
+    args: argparse.Namespace, mode: str, batches: list[int], graphs: list[str] | None = None
+) -> dict:
     """Raw ONNX Runtime rows/s: one process on core 1 (pinned), one per core summed (unpinned)."""
     command = [sys.executable, "-m", "benchmarks.compute_ceiling", "--model-dir"]
     command += [str(args.model_dir), "--seconds", str(args.compute_seconds), "--batches"]
     command += [str(b) for b in batches]
+    if graphs:
+        command += ["--graphs", *graphs]
     processes = 1 if mode == "pinned" else args.workers
     if mode == "pinned":
         command = ["taskset", "-c", str(SERVER_CPU), *command]
@@ -247,6 +262,58 @@ def drive(
             if run["error"]:
                 log(f"  {variant} {scenario.name} c{c}: {run['error'][:300]}")
             report["runs"].append(run)
+    if variant == OURS:
+        for pairing in PAIRINGS:
+            chosen = pairing.scenario in {s.name for s in args.scenarios}
+            if chosen and pairing.concurrency in args.concurrency and args.pairs > 0:
+                report["paired"].append(
+                    alternate(args, wrk, server, body_files, raw_dir, memory, pairing)
+                )
+
+
+def alternate(
+    args: argparse.Namespace,
+    wrk: str,
+    server: RunningServer,
+    body_files: dict[str, Path],
+    raw_dir: Path,
+    memory: MemoryPeak,
+    pairing: Pairing,
+) -> dict:
+    """`args.pairs` times: the pairing's reference, then its scenario, on the same server.
+    Each pair gives one ratio; the median of those is the figure the target is checked on."""
+    scenario, c = by_name(pairing.scenario), pairing.concurrency
+    variant = server.spec.variant
+    mode = "pinned" if args.pinned else "unpinned"
+    out = {"variant": variant, "scenario": scenario.name, "concurrency": c}
+    out |= {"reference": pairing.reference, "pairs": [], "median_ratio": None}
+    for i in range(1, args.pairs + 1):
+        name = f"{variant}-pair{i}-{scenario.name}-c{c}"
+        log(f"  {variant} pair {i}/{args.pairs}: {pairing.reference} ceiling, {scenario.name} c{c}")
+        try:
+            if pairing.reference == "http":
+                load = Load(url=server.base_url + HTTP_CEILING_PATH)
+                path = raw_dir / f"{name}-healthz.txt"
+                ceiling = measure(args, wrk, load, c, path, server.pid, memory)
+                reference = ceiling["req_per_s"]
+            else:
+                wait_until_idle(server.pid)
+                graph, rows = scenario.graph, scenario.rows
+                compute = compute_ceiling(args, mode, [rows], [graph])
+                reference = compute["rows_per_s"][graph][str(rows)]
+            path = raw_dir / f"{name}.txt"
+            result = measure(
+                args, wrk, load_for(server, scenario, body_files), c, path, server.pid, memory
+            )
+        except (WrkError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            server.check_alive()
+            log(f"    pair {i} failed: {exc}")
+            continue
+        value = result["req_per_s"] * (scenario.rows if pairing.reference == "compute" else 1)
+        out["pairs"].append({"reference": reference, "value": value, "ratio": value / reference})
+    if out["pairs"]:
+        out["median_ratio"] = statistics.median(p["ratio"] for p in out["pairs"])
+    return out
 
 
 def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, latent_dim: int) -> dict:
@@ -274,6 +341,7 @@ def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, laten
             "warmup_s": args.warmup,
             "wrk_threads": args.threads,
             "concurrency": args.concurrency,
+            "pairs": args.pairs,
             "variants": args.variants,
             "scenarios": [s.name for s in args.scenarios],
             "model_dir": str(args.model_dir),
@@ -283,6 +351,7 @@ def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, laten
         },
         "http_ceiling": {},
         "runs": [],
+        "paired": [],
         "memory": {},
         "servers": {},
     }

@@ -52,10 +52,17 @@ def rows_per_second(sess: ort.InferenceSession, feed: dict, rows: int, seconds: 
     }
 
 
-def measure(model_dir: Path, batches: list[int], seconds: float, intra_op_threads: int) -> dict:
+def measure(
+    model_dir: Path,
+    batches: list[int],
+    seconds: float,
+    intra_op_threads: int,
+    graphs: list[str] | None = None,
+) -> dict:
     rng = np.random.default_rng(0)
     results: dict[str, dict[str, dict]] = {}
-    for graph, (file, input_name) in GRAPHS.items():
+    for graph in graphs or list(GRAPHS):
+        file, input_name = GRAPHS[graph]
         sess = session(model_dir / file, intra_op_threads)
         width = sess.get_inputs()[0].shape[1]
         results[graph] = {}
@@ -73,8 +80,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=2.0, help="per graph and batch size")
     parser.add_argument("--intra-op-threads", type=int, default=1)
+    parser.add_argument("--graphs", nargs="+", choices=list(GRAPHS), default=list(GRAPHS))
     args = parser.parse_args()
-    print(json.dumps(measure(args.model_dir, args.batches, args.seconds, args.intra_op_threads)))
+    results = measure(
+        args.model_dir, args.batches, args.seconds, args.intra_op_threads, args.graphs
+    )
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,27 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("interpolate-10", "/interpolate", "interpolate-10.json", 10, "decoder"),
 )
 
+
+@dataclass(frozen=True)
+class Pairing:
+    """A ratio target measured side by side: its reference and the scenario run alternately,
+    so drift on a shared machine hits both sides of each pair alike.
+
+    `reference`: "http" is the HTTP ceiling at the same concurrency; "compute" is the compute
+    ceiling at the scenario's batch size (measured while the server idles).
+    """
+
+    scenario: str
+    concurrency: int
+    reference: Literal["http", "compute"]
+
+
+# Issue 5's two targets that are ratios to a ceiling.
+PAIRINGS: tuple[Pairing, ...] = (
+    Pairing("encode-1", 64, "http"),
+    Pairing("encode-64-npy", 16, "compute"),
+)
+
 # GET with the same server stack and middleware but no parsing and no model: the HTTP ceiling.
 HTTP_CEILING_PATH = "/healthz"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,44 @@ def test_target_checks_pass_fail_and_skip(report):
         "/decode 1 latent c64 req/s: n/a vs baseline SKIP (not measured)",
         "RSS per worker under load: 180 MB max (target < 300 MB) PASS",
     ]
+
+
+def pairs(scenario: str, c: int, reference: str, values: list[tuple[float, float]]) -> dict:
+    return {
+        "variant": "ours",
+        "scenario": scenario,
+        "concurrency": c,
+        "reference": reference,
+        "pairs": [{"reference": r, "value": v, "ratio": v / r} for r, v in values],
+        "median_ratio": statistics.median(v / r for r, v in values) if values else None,
+    }
+
+
+def test_ratio_targets_use_the_median_of_alternated_pairs(report):
+    # Single runs give 68% and 32%; the pairs' medians (55% and 29%) must win.
+    report["paired"] = [
+        pairs("encode-1", 64, "http", [(5000, 2750), (6000, 3000), (4000, 2400)]),
+        pairs("encode-64-npy", 16, "compute", [(1e6, 290_000), (1e6, 280_000), (1e6, 300_000)]),
+    ]
+    lines = [check.line() for check in target_checks(report)]
+    assert lines[1] == (
+        "/encode 1 img c64 req/s: 55% of HTTP ceiling, median of 3 alternated pairs "
+        "(target >= 60%) FAIL"
+    )
+    assert lines[3] == (
+        "/encode 64 img npy c16 rows/s: 29% of compute ceiling batch 64, median of 3 "
+        "alternated pairs (target >= 30%) FAIL"
+    )
+    text = markdown(report)
+    assert "| encode-1 | 64 | ours | HTTP ceiling req/s | 55%, 50%, 60% | 55% |" in text
+    assert "| encode-64-npy c16 | 2 | 1,000,000 | 280,000 |" in text
+
+
+def test_failed_pairs_fall_back_to_the_single_run_ratio(report):
+    report["paired"] = [pairs("encode-1", 64, "http", [])]
+    line = target_checks(report)[1].line()
+    assert line == "/encode 1 img c64 req/s: 68% of HTTP ceiling (target >= 60%) PASS"
+    assert "side by side" not in markdown(report)
 
 
 def test_memory_check_fails_at_the_limit():
