@@ -25,8 +25,15 @@ from service.config import Settings
 # name -> (method, path, content type, accept, body file from `build_bodies`, share of rounds)
 CASES: dict[str, tuple[str, str, str, str, str | None, float]] = {
     "healthz": ("GET", "/healthz", "", "", None, 1.0),
-    "encode-1": ("POST", "/encode", "application/json", "", "encode-1.json", 1.0),
-    "encode-64-json": ("POST", "/encode", "application/json", "", "encode-64.json", 0.02),  # ~11x
+    "encode-1": ("POST", "/encode", "application/json", "application/json", "encode-1.json", 1.0),
+    "encode-64-json": (
+        "POST",
+        "/encode",
+        "application/json",
+        "application/json",
+        "encode-64.json",
+        0.02,
+    ),  # ~11x
     "encode-64-npy": (
         "POST",
         "/encode",

@@ -31,6 +31,8 @@ def negotiate(
 
 def body_type(raw: str | None, allowed: tuple[str, ...]) -> str:
     """The media type of a Content-Type header, if this route reads it; 415 otherwise."""
+    if raw is not None and raw in allowed:  # the common case: one of ours, no parameters
+        return raw
     media = raw.split(";", 1)[0].strip().lower() if raw else JSON
     if media not in allowed:
         raise ApiError(
@@ -65,6 +67,8 @@ def answer_type(header: str | None, offered: tuple[str, ...]) -> str:
     """The best of `offered` (first one is the default) for an Accept header; 406 if none fits."""
     if not header:
         return offered[0]
+    if header in offered:  # the common case, e.g. `Accept: application/json`
+        return header
     best, best_q = None, 0.0
     for media, q in _parse_accept(header):
         if q <= 0:
