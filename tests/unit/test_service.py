@@ -296,6 +296,23 @@ def test_max_batch_size_is_respected_and_big_requests_are_split(model):
     assert sum(rows) == 2 * sum(sizes)
 
 
+def test_requests_one_loop_turn_behind_the_first_join_its_batch(model):
+    # The first call wakes the batcher; the others reach the queue one turn later, like
+    # handlers of requests the loop read in the same poll. With the default wait of 0 they
+    # must still share the first call's batch.
+    observer = RecordingObserver()
+
+    async def scenario(service):
+        async def late(n):
+            await asyncio.sleep(0)
+            return await service.decode(latents(n, n))
+
+        await asyncio.gather(service.decode(latents(1, 0)), late(2), late(3))
+
+    serve(model, scenario, observer=observer)
+    assert observer.batches == [("decoder", 6, 3)]
+
+
 def test_inference_errors_reach_every_waiting_caller(tmp_path):
     broken = VAEModel.load(build_tiny_model(tmp_path, latent_dim=4))
 
