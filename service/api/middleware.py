@@ -2,7 +2,8 @@
 
 - `RequestObserver`: request id, one structured log line and metrics per request, and a JSON
   500 for anything unexpected (logged with the request id, nothing leaked to the client).
-- `BodyLimit`: 413 from Content-Length up front, or while counting streamed chunks.
+- `BodyLimit`: 413 from Content-Length up front, or while counting chunks of a body whose
+  length is not declared (chunked, or HTTP/2).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ error_log = logging.getLogger("service.api")
 
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _ERROR_CODE = ERROR_CODE_HEADER.lower().encode()
+# Versions whose bodies are exactly Content-Length bytes unless chunked (RFC 9112 6.3); an
+# HTTP/2 body may stream with no length declared, so it is always counted.
+_LENGTH_FRAMED = frozenset({"1.0", "1.1"})
 # nginx's status for "the client closed the connection before the answer": metrics only.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -133,16 +137,23 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.limit:
-                    await self._refuse(scope, send)
-                    return
-                break
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and declared > self.limit:
+            await self._refuse(scope, send)
+            return
+        if not chunked and declared != -1 and scope.get("http_version") in _LENGTH_FRAMED:
+            # The server reads exactly the declared length (none without one): nothing to count.
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         started = False

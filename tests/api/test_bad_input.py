@@ -153,8 +153,15 @@ def test_body_over_the_limit_is_413_from_content_length(make_client):
     assert 'vae_http_errors_total{code="body_too_large",route="/decode"} 1.0' in metrics
 
 
-def test_streamed_body_over_the_limit_is_413_without_reading_it_all(tiny_model_dir):
-    """Chunked upload without Content-Length: refused once the count passes the limit.
+@pytest.mark.parametrize(
+    ("http_version", "framing"),
+    [("1.1", [(b"transfer-encoding", b"chunked")]), ("2", [])],
+    ids=["chunked", "http2-no-length"],
+)
+def test_streamed_body_over_the_limit_is_413_without_reading_it_all(
+    tiny_model_dir, http_version, framing
+):
+    """A body of undeclared length: refused once the count passes the limit.
 
     Driven at the ASGI level because TestClient buffers request bodies before sending them."""
     app = create_app(Settings(model_dir=tiny_model_dir, workers=1, max_body_bytes=2048))
@@ -169,8 +176,8 @@ def test_streamed_body_over_the_limit_is_413_without_reading_it_all(tiny_model_d
     async def send(message: dict) -> None:
         sent.append(message)
 
-    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
-    scope = http_scope("/decode", headers)
+    scope = http_scope("/decode", [(b"content-type", b"application/json"), *framing])
+    scope["http_version"] = http_version
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert orjson.loads(sent[1]["body"])["error"]["code"] == "body_too_large"
