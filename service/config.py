@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         DEFAULT_BATCHING_OPTIONS.max_wait_ms,
         ge=0,
-        description="How long a micro-batch waits for more requests (0 = only what is queued).",
+        description="How long a micro-batch waits for more requests (0 = no timer: what is "
+        "queued, plus requests already read, one event-loop turn).",
     )
     inline_max_rows: int = Field(
         DEFAULT_BATCHING_OPTIONS.inline_max_rows,
