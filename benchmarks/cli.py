@@ -229,10 +229,9 @@ def drive(
     if variant != NAIVE and not report["http_ceiling"]:
         for c in args.concurrency:
             log(f"  {variant} HTTP ceiling {HTTP_CEILING_PATH} c{c}")
-            load = Load(url=server.base_url + HTTP_CEILING_PATH)
             path = raw_dir / f"{variant}-healthz-c{c}.txt"
             try:
-                result = measure(args, wrk, load, c, path, server.pid, memory)
+                result = ceiling_run(args, wrk, server, c, path, memory)
             except WrkError as exc:
                 server.check_alive()
                 log(f"    failed: {exc}")
@@ -281,39 +280,64 @@ def alternate(
     pairing: Pairing,
 ) -> dict:
     """`args.pairs` times: the pairing's reference, then its scenario, on the same server.
-    Each pair gives one ratio; the median of those is the figure the target is checked on."""
+    Each pair gives one ratio; the median of those is the figure the target is checked on.
+    A pair with an error answer on either side counts as failed, never as a ratio."""
     scenario, c = by_name(pairing.scenario), pairing.concurrency
     variant = server.spec.variant
     mode = "pinned" if args.pinned else "unpinned"
     out = {"variant": variant, "scenario": scenario.name, "concurrency": c}
-    out |= {"reference": pairing.reference, "pairs": [], "median_ratio": None}
+    out |= {"reference": pairing.reference, "pairs": [], "failed": [], "median_ratio": None}
+    body = body_files[scenario.body].read_bytes()
+    url = server.base_url + scenario.path
+    status, answer = probe(url, body, scenario.content_type, scenario.accept)
+    if status != 200:
+        out["failed"].append(f"probe answered {status}: {answer[:200]}")
+        return out
     for i in range(1, args.pairs + 1):
         name = f"{variant}-pair{i}-{scenario.name}-c{c}"
         log(f"  {variant} pair {i}/{args.pairs}: {pairing.reference} ceiling, {scenario.name} c{c}")
+        errors = 0
         try:
             if pairing.reference == "http":
-                load = Load(url=server.base_url + HTTP_CEILING_PATH)
-                path = raw_dir / f"{name}-healthz.txt"
-                ceiling = measure(args, wrk, load, c, path, server.pid, memory)
+                ceiling = ceiling_run(args, wrk, server, c, raw_dir / f"{name}-healthz.txt", memory)
                 reference = ceiling["req_per_s"]
+                errors += ceiling["non_2xx"] + ceiling["socket_errors"]
             else:
                 wait_until_idle(server.pid)
-                graph, rows = scenario.graph, scenario.rows
-                compute = compute_ceiling(args, mode, [rows], [graph])
-                reference = compute["rows_per_s"][graph][str(rows)]
-            path = raw_dir / f"{name}.txt"
-            result = measure(
-                args, wrk, load_for(server, scenario, body_files), c, path, server.pid, memory
-            )
+                graph, batch = scenario.graph, scenario.rows
+                compute = compute_ceiling(args, mode, [batch], [graph])
+                reference = compute["rows_per_s"][graph][str(batch)]
+            load = load_for(server, scenario, body_files)
+            result = measure(args, wrk, load, c, raw_dir / f"{name}.txt", server.pid, memory)
+            errors += result["non_2xx"] + result["socket_errors"]
         except (WrkError, RuntimeError, subprocess.TimeoutExpired) as exc:
             server.check_alive()
+            out["failed"].append(f"pair {i}: {exc}")
             log(f"    pair {i} failed: {exc}")
             continue
-        value = result["req_per_s"] * (scenario.rows if pairing.reference == "compute" else 1)
+        if errors:
+            out["failed"].append(f"pair {i}: {errors} error answers or socket errors")
+            log(f"    pair {i} failed: {errors} errors")
+            continue
+        # req/s against the HTTP ceiling's req/s; rows/s against the compute ceiling's rows/s
+        value = result["req_per_s"] * (1 if pairing.reference == "http" else scenario.rows)
         out["pairs"].append({"reference": reference, "value": value, "ratio": value / reference})
     if out["pairs"]:
         out["median_ratio"] = statistics.median(p["ratio"] for p in out["pairs"])
     return out
+
+
+def ceiling_run(
+    args: argparse.Namespace,
+    wrk: str,
+    server: RunningServer,
+    c: int,
+    raw_path: Path,
+    memory: MemoryPeak,
+) -> dict:
+    """One HTTP-ceiling run: our server's `GET /healthz` at concurrency `c`."""
+    load = Load(url=server.base_url + HTTP_CEILING_PATH)
+    return measure(args, wrk, load, c, raw_path, server.pid, memory)
 
 
 def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, latent_dim: int) -> dict:

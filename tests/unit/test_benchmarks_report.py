@@ -221,8 +221,15 @@ def test_target_checks_pass_fail_and_skip(report):
     ]
 
 
-def pairs(scenario: str, c: int, reference: str, values: list[tuple[float, float]]) -> dict:
+def pairs(
+    scenario: str,
+    c: int,
+    reference: str,
+    values: list[tuple[float, float]],
+    failed: tuple[str, ...] = (),
+) -> dict:
     return {
+        "failed": list(failed),
         "variant": "ours",
         "scenario": scenario,
         "concurrency": c,
@@ -249,14 +256,33 @@ def test_ratio_targets_use_the_median_of_alternated_pairs(report):
     )
     text = markdown(report)
     assert "| encode-1 | 64 | ours | HTTP ceiling req/s | 55%, 50%, 60% | 55% |" in text
-    assert "| encode-64-npy c16 | 2 | 1,000,000 | 280,000 |" in text
+    assert "| encode-64-npy c16 | 2 | rows/s | 1,000,000 | 280,000 |" in text
 
 
-def test_failed_pairs_fall_back_to_the_single_run_ratio(report):
+def test_without_pairs_the_single_run_ratio_is_checked(report):
     report["paired"] = [pairs("encode-1", 64, "http", [])]
     line = target_checks(report)[1].line()
     assert line == "/encode 1 img c64 req/s: 68% of HTTP ceiling (target >= 60%) PASS"
     assert "side by side" not in markdown(report)
+
+
+def test_failed_pairs_are_named_in_the_check_and_the_table(report):
+    report["paired"] = [
+        pairs("encode-1", 64, "http", [(5000, 3100)], failed=("pair 2: 7 error answers",)),
+        pairs("encode-64-npy", 16, "compute", [], failed=("probe answered 500: boom",)),
+    ]
+    lines = [check.line() for check in target_checks(report)]
+    assert lines[1] == (
+        "/encode 1 img c64 req/s: 62% of HTTP ceiling, median of 1 alternated pairs "
+        "(1 failed) (target >= 60%) PASS"
+    )
+    # every pair failed: the single run decides, and the table says why
+    assert lines[3].startswith("/encode 64 img npy c16 rows/s: 32% of compute ceiling batch 64 ")
+    text = markdown(report)
+    assert "| 62% | 62% | pair 2: 7 error answers |" in text
+    assert (
+        "| encode-64-npy | 16 | ours | compute ceiling rows/s | — | — | probe answered 500" in text
+    )
 
 
 def test_memory_check_fails_at_the_limit():
