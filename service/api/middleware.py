@@ -138,19 +138,17 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared: int | None = None
-        chunked = False
+        framed = scope.get("http_version") in _LENGTH_FRAMED
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
+                # A second length, or anything but digits, is not trusted: the body is counted.
+                declared = int(value) if declared is None and value.isdigit() else -1
             elif name == b"transfer-encoding":
-                chunked = True
+                framed = False
         if declared is not None and declared > self.limit:
             await self._refuse(scope, send)
             return
-        if not chunked and declared != -1 and scope.get("http_version") in _LENGTH_FRAMED:
+        if framed and declared != -1:
             # The server reads exactly the declared length (none without one): nothing to count.
             await self.app(scope, receive, send)
             return

@@ -87,6 +87,8 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Request | object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = True
+        # Requests the worker has taken from the queue; their futures are its to settle.
+        self._taken: list[_Request] = []
 
     def start(self) -> None:
         self._closed = False
@@ -125,9 +127,12 @@ class MicroBatcher:
         try:
             await self._batches()
         finally:
-            # Whatever made the worker end, nobody may wait forever on a queued request.
+            # Whatever made the worker end (a cancelled task included), nobody may wait forever
+            # on a request it took or one still queued.
+            pending = list(self._taken)
             while not self._queue.empty():
-                item = self._queue.get_nowait()
+                pending.append(self._queue.get_nowait())
+            for item in pending:
                 if isinstance(item, _Request) and not item.future.done():
                     item.future.set_exception(ModelNotReady(f"{self.graph} batcher stopped"))
 
@@ -142,8 +147,8 @@ class MicroBatcher:
             # Requests the loop has already read are one turn away from the queue: their
             # handlers are scheduled behind this wake-up. One turn (no timer) lets them join
             # this batch: /encode 1 image at c64, pinned: 21 -> 48 rows per call, +7% req/s.
+            batch = self._taken = [first]
             await asyncio.sleep(0)
-            batch = [first]
             rows = first.rows.shape[0]
             stop_after = False
             deadline = time.perf_counter() + self._max_wait
@@ -157,6 +162,7 @@ class MicroBatcher:
                 assert isinstance(item, _Request)
                 if rows + item.rows.shape[0] > self._max_rows:
                     carried = item
+                    self._taken = [*batch, item]
                     break
                 batch.append(item)
                 rows += item.rows.shape[0]

@@ -155,8 +155,15 @@ def test_body_over_the_limit_is_413_from_content_length(make_client):
 
 @pytest.mark.parametrize(
     ("http_version", "framing"),
-    [("1.1", [(b"transfer-encoding", b"chunked")]), ("2", [])],
-    ids=["chunked", "http2-no-length"],
+    [
+        ("1.1", [(b"transfer-encoding", b"chunked")]),
+        ("1.1", [(b"content-length", b"10"), (b"transfer-encoding", b"chunked")]),
+        ("1.1", [(b"content-length", b"abc")]),
+        ("1.1", [(b"content-length", b"-5")]),
+        ("1.1", [(b"content-length", b"10"), (b"content-length", b"10")]),
+        ("2", []),
+    ],
+    ids=["chunked", "length-and-chunked", "bad-length", "negative", "two-lengths", "http2"],
 )
 def test_streamed_body_over_the_limit_is_413_without_reading_it_all(
     tiny_model_dir, http_version, framing

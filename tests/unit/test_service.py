@@ -1,12 +1,15 @@
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
+from service.runtime.batching import MicroBatcher
 from service.runtime.errors import InvalidInput, ModelNotReady
 from service.runtime.model import VAEModel
+from service.runtime.observer import NULL_OBSERVER
 from service.runtime.options import BatchingOptions
 from service.runtime.service import VAEService
 from tests.fixtures.tiny_model import build_tiny_model
@@ -311,6 +314,30 @@ def test_requests_one_loop_turn_behind_the_first_join_its_batch(model):
 
     serve(model, scenario, observer=observer)
     assert observer.batches == [("decoder", 6, 3)]
+
+
+def test_a_cancelled_batcher_fails_the_requests_it_took():
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(
+                "decoder",
+                lambda padded, n, parts: [padded[:n]],
+                pad_rows=1,
+                max_batch_size=8,
+                max_wait_ms=0.0,
+                executor=executor,
+                observer=NULL_OBSERVER,
+                inline_max_rows=8,
+            )
+            batcher.start()
+            call = asyncio.ensure_future(batcher.submit(np.zeros((1, 4), np.float32)))
+            await asyncio.sleep(0)  # the call queues its rows and wakes the worker
+            await asyncio.sleep(0)  # the worker takes them, then yields its turn
+            batcher._task.cancel()
+            with pytest.raises(ModelNotReady):
+                await asyncio.wait_for(call, 5)
+
+    asyncio.run(main())
 
 
 def test_inference_errors_reach_every_waiting_caller(tmp_path):
