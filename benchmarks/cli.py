@@ -178,6 +178,17 @@ def compute_ceiling(
     }
 
 
+def probe_error(
+    server: RunningServer, scenario: Scenario, body_files: dict[str, Path]
+) -> str | None:
+    """None when one request of the scenario is answered 200, else what went wrong."""
+    body = body_files[scenario.body].read_bytes()
+    status, answer = probe(
+        server.base_url + scenario.path, body, scenario.content_type, scenario.accept
+    )
+    return None if status == 200 else f"probe answered {status}: {answer[:200]}"
+
+
 def load_for(server: RunningServer, scenario: Scenario, body_files: dict[str, Path]) -> Load:
     return Load(
         url=server.base_url + scenario.path,
@@ -241,11 +252,7 @@ def drive(
         if variant == NAIVE and scenario.encoding != "json":
             continue  # the naive app speaks JSON only; its JSON twin is the baseline
         server.check_alive()
-        body = body_files[scenario.body].read_bytes()
-        status, answer = probe(
-            server.base_url + scenario.path, body, scenario.content_type, scenario.accept
-        )
-        error = None if status == 200 else f"probe answered {status}: {answer[:200]}"
+        error = probe_error(server, scenario, body_files)
         for c in args.concurrency:
             run = {"variant": variant, "scenario": scenario.name, "concurrency": c}
             run |= {"rows": scenario.rows, "result": None, "error": error}
@@ -287,11 +294,9 @@ def alternate(
     mode = "pinned" if args.pinned else "unpinned"
     out = {"variant": variant, "scenario": scenario.name, "concurrency": c}
     out |= {"reference": pairing.reference, "pairs": [], "failed": [], "median_ratio": None}
-    body = body_files[scenario.body].read_bytes()
-    url = server.base_url + scenario.path
-    status, answer = probe(url, body, scenario.content_type, scenario.accept)
-    if status != 200:
-        out["failed"].append(f"probe answered {status}: {answer[:200]}")
+    error = probe_error(server, scenario, body_files)
+    if error is not None:
+        out["failed"].append(error)
         return out
     for i in range(1, args.pairs + 1):
         name = f"{variant}-pair{i}-{scenario.name}-c{c}"

@@ -350,6 +350,10 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+# A pairing's reference -> (what it is, the unit both sides of a pair are in).
+_PAIR_UNITS = {"http": ("HTTP ceiling", "req/s"), "compute": ("compute ceiling", "rows/s")}
+
+
 def _paired_section(report: dict) -> list[str]:
     entries = [e for e in report.get("paired", []) if e["pairs"] or e.get("failed")]
     if not entries:
@@ -370,19 +374,16 @@ def _paired_section(report: dict) -> list[str]:
     for e in entries:
         ratios = ", ".join(fmt_pct(p["ratio"]) for p in e["pairs"]) or "—"
         failed = "; ".join(e.get("failed", [])).replace("|", "/").replace("\n", " ") or "none"
+        ceiling, unit = _PAIR_UNITS[e["reference"]]
         out.append(
-            f"| {e['scenario']} | {e['concurrency']} | {e['variant']} | {_unit(e)} | {ratios} | "
-            f"{fmt_pct(e['median_ratio'])} | {failed[:300]} |"
+            f"| {e['scenario']} | {e['concurrency']} | {e['variant']} | {ceiling} {unit} | "
+            f"{ratios} | {fmt_pct(e['median_ratio'])} | {failed[:300]} |"
         )
     out += ["", "| Scenario | pair | unit | reference | scenario |", "|---|---:|---|---:|---:|"]
     for e in entries:
         for i, p in enumerate(e["pairs"], 1):
             out.append(
-                f"| {e['scenario']} c{e['concurrency']} | {i} | {_unit(e).split()[-1]} | "
+                f"| {e['scenario']} c{e['concurrency']} | {i} | {_PAIR_UNITS[e['reference']][1]} | "
                 f"{fmt_rate(p['reference'])} | {fmt_rate(p['value'])} |"
             )
     return out
-
-
-def _unit(entry: dict) -> str:
-    return "HTTP ceiling req/s" if entry["reference"] == "http" else "compute ceiling rows/s"
