@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -18,9 +17,9 @@ from service.runtime.errors import InvalidInput, ModelNotReady, VAEError
 
 log = logging.getLogger("service.api")
 
+# ASGI scope keys: the request id, and the code of an error answer (for the metrics).
 REQUEST_ID_KEY = "vae.request_id"
-# Carries the error code to the request observer (for metrics), which strips it from the answer.
-ERROR_CODE_HEADER = "X-Error-Code"
+ERROR_CODE_KEY = "vae.error_code"
 
 
 class ApiError(Exception):
@@ -60,17 +59,20 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
 
 
 def error_response(
+    request: Request,
     status: int,
     code: str,
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The JSON error answer; its code is left in the request's scope for the metrics."""
+    request.scope[ERROR_CODE_KEY] = code
     return Response(
         error_body(code, message, field),
         status_code=status,
         media_type="application/json",
-        headers={**(headers or {}), ERROR_CODE_HEADER: code},
+        headers=headers,
     )
 
 
@@ -85,26 +87,18 @@ _HTTP_CODES = {
 }
 
 
-def _loc_to_field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
-    return out or "<body>"
-
-
-async def _api_error(_: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    return error_response(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
-async def _invalid_input(_: Request, exc: Exception) -> Response:
+async def _invalid_input(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InvalidInput)
-    return error_response(422, "invalid_value", exc.message, exc.field)
+    return error_response(request, 422, "invalid_value", exc.message, exc.field)
 
 
-async def _not_ready(_: Request, exc: Exception) -> Response:
-    return error_response(503, "not_ready", str(exc) or "the model is not loaded yet")
+async def _not_ready(request: Request, exc: Exception) -> Response:
+    return error_response(request, 503, "not_ready", str(exc) or "the model is not loaded yet")
 
 
 async def _vae_error(request: Request, exc: Exception) -> Response:
@@ -115,33 +109,21 @@ async def _vae_error(request: Request, exc: Exception) -> Response:
         extra={"request_id": request.scope.get(REQUEST_ID_KEY)},
         exc_info=exc,
     )
-    return error_response(500, "internal_error", "internal server error")
+    return error_response(request, 500, "internal_error", "internal server error")
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    return error_response(
-        422, "invalid_value", str(first["msg"]), _loc_to_field(tuple(first["loc"]))
-    )
-
-
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
-
-
-async def _body_too_large(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BodyTooLargeError)
-    return error_response(413, "body_too_large", str(exc))
+    return error_response(request, exc.status_code, code, str(exc.detail), None, exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """One handler per exception. `BodyTooLargeError` has none here on purpose: it must reach
+    `BodyLimit`, which answers 413 and closes the connection (the rest of the body is unread).
+    Request validation errors cannot occur: no route declares parameters FastAPI validates."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(ModelNotReady, _not_ready)
     app.add_exception_handler(VAEError, _vae_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(BodyTooLargeError, _body_too_large)

@@ -17,14 +17,13 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import ERROR_CODE_HEADER, REQUEST_ID_KEY, BodyTooLargeError, error_body
+from service.api.errors import ERROR_CODE_KEY, REQUEST_ID_KEY, BodyTooLargeError, error_body
 from service.api.metrics import Metrics
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.api")
 
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-_ERROR_CODE = ERROR_CODE_HEADER.lower().encode()
 # Versions whose bodies are exactly Content-Length bytes unless chunked (RFC 9112 6.3); an
 # HTTP/2 body may stream with no length declared, so it is always counted.
 _LENGTH_FRAMED = frozenset({"1.0", "1.1"})
@@ -75,13 +74,7 @@ class RequestObserver:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
-                headers = [rid_header]
-                for name, value in message.get("headers", ()):
-                    if name == _ERROR_CODE:  # for the metrics only; not sent to the client
-                        state["error_code"] = value.decode()
-                    else:
-                        headers.append((name, value))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [rid_header, *message.get("headers", ())]}
             await send(message)
 
         try:
@@ -110,7 +103,8 @@ class RequestObserver:
             method = scope["method"]
             self.metrics.observe_request(route, method, status, seconds)
             if status >= 400:
-                self.metrics.observe_error(route, state["error_code"] or str(status))
+                code = state["error_code"] or scope.get(ERROR_CODE_KEY) or str(status)
+                self.metrics.observe_error(route, code)
             if self.access_log_enabled:
                 access_log.info(
                     "%s %s %d",
@@ -179,14 +173,12 @@ class BodyLimit:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = error_body(
-            "body_too_large", f"request body exceeds the limit of {self.limit} bytes", None
-        )
+        scope[ERROR_CODE_KEY] = "body_too_large"
+        body = error_body("body_too_large", str(BodyTooLargeError(self.limit)), None)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
-            (_ERROR_CODE, b"body_too_large"),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -10,10 +10,10 @@ from fastapi.params import Depends
 from starlette.responses import Response
 
 from service.api.codecs.json import dumps
-from service.api.errors import error_response
 from service.api.metrics import Metrics
 from service.api.readiness import ready_service, require_service
 from service.config import Settings
+from service.runtime.errors import ModelNotReady
 
 _OK = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'
@@ -25,7 +25,7 @@ async def healthz() -> Response:
 
 async def readyz(request: Request) -> Response:
     if ready_service(request) is None:
-        return error_response(503, "not_ready", "the model is still loading")
+        raise ModelNotReady("the model is still loading")
     return Response(_READY, media_type="application/json")
 
 
