@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from service.api.auth import api_key_guard
+from service.api.contract import route_contracts
 from service.api.errors import install_error_handlers
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimit, RequestObserver
@@ -26,17 +27,16 @@ from service.api.routes.operations import (
     add_probe_head_routes,
 )
 from service.api.routing import PlainPathRoute
-from service.config import Settings
+from service.config import Settings, batching_options, session_options
 from service.runtime.model import VAEModel
-from service.runtime.options import BatchingOptions, SessionOptions
 from service.runtime.service import VAEService
 
 log = logging.getLogger("service")
 
 # Each request allocates a few hundred short-lived containers (ASGI messages, headers, parsed
 # JSON lists), so CPython's default generation-0 threshold (700) runs a collection every few
-# requests. A larger one keeps the same collector at a fraction of the cost: measured +10-15%
-# one-image /encode req/s (one pinned worker, c64), no change for 64-image npy bodies.
+# requests. A larger one keeps the same collector at a fraction of the cost (the README's
+# performance section has the measured effect).
 GC_GEN0_THRESHOLD = 10_000
 
 DESCRIPTION = """A variational autoencoder on MNIST, served with ONNX Runtime.
@@ -46,25 +46,6 @@ Images are 28x28 grayscale in [0, 1], white digit on black. In JSON an image is 
 (`GET /model`). Heavy clients can send `application/x-npy` bodies and ask for
 `Accept: application/x-npy` answers. Errors are JSON: `{"error": {"code", "message", "field"}}`.
 """
-
-
-def session_options(settings: Settings) -> SessionOptions:
-    return SessionOptions(
-        providers=settings.provider_list,
-        intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads,
-        graph_optimization=settings.graph_optimization,
-        allow_spinning=settings.allow_spinning,
-    )
-
-
-def batching_options(settings: Settings) -> BatchingOptions:
-    return BatchingOptions(
-        enabled=settings.batching,
-        max_batch_size=settings.max_batch_size,
-        max_wait_ms=settings.max_wait_ms,
-        inline_max_rows=settings.inline_max_rows,
-    )
 
 
 def create_app(settings: Settings | None = None, service: VAEService | None = None) -> FastAPI:
@@ -116,7 +97,8 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     # matched as a branch and then again inside it (in-process /healthz 66 instead of 73 us).
     app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
-    add_inference_routes(app.router, settings, protected)
+    routes = route_contracts(settings)
+    add_inference_routes(app.router, routes, protected)
     add_model_routes(app.router, settings, protected)
     install_docs(app)
     add_probe_head_routes(app.router)
@@ -125,7 +107,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         svc = app.state.service
         return svc.latent_dim if svc is not None and svc.ready else None
 
-    install_openapi(app, settings, latent_dim)
+    install_openapi(app, settings, routes, latent_dim)
 
     # Added innermost first: CORS, then the body limit, then the observer around everything.
     if settings.cors_origin_list:

@@ -7,15 +7,22 @@ documentation is generated from these fields and cannot drift from them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.runtime.options import DEFAULT_BATCHING_OPTIONS
+from service.runtime.options import (
+    DEFAULT_BATCHING_OPTIONS,
+    DEFAULT_SESSION_OPTIONS,
+    BatchingOptions,
+    GraphOptimization,
+    SessionOptions,
+)
 
 ENV_PREFIX = "VAE_"
 
@@ -45,19 +52,25 @@ class Settings(BaseSettings):
         "names `cuda`, `cpu`, `tensorrt`, ... work too); a provider that fails falls back to "
         "the next.",
     )
+    # Session and batching defaults live with the runtime's options, so the two cannot disagree.
     intra_op_threads: int = Field(
-        1, ge=0, description="ONNX Runtime intra-op threads per worker (0 = ORT default)."
+        DEFAULT_SESSION_OPTIONS.intra_op_threads,
+        ge=0,
+        description="ONNX Runtime intra-op threads per worker (0 = ORT default).",
     )
     inter_op_threads: int = Field(
-        1, ge=0, description="ONNX Runtime inter-op threads per worker (0 = ORT default)."
+        DEFAULT_SESSION_OPTIONS.inter_op_threads,
+        ge=0,
+        description="ONNX Runtime inter-op threads per worker (0 = ORT default).",
     )
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
-        "all", description="ONNX Runtime graph optimisation level."
+    graph_optimization: GraphOptimization = Field(
+        DEFAULT_SESSION_OPTIONS.graph_optimization,
+        description="ONNX Runtime graph optimisation level.",
     )
     allow_spinning: bool = Field(
-        False, description="Let ONNX Runtime threads spin while idle (more CPU, less latency)."
+        DEFAULT_SESSION_OPTIONS.allow_spinning,
+        description="Let ONNX Runtime threads spin while idle (more CPU, less latency).",
     )
-    # Batching defaults live with the runtime's options, so the two cannot disagree.
     batching: bool = Field(
         DEFAULT_BATCHING_OPTIONS.enabled,
         description="Micro-batch concurrent requests into one ONNX Runtime call.",
@@ -149,6 +162,29 @@ class Settings(BaseSettings):
     @property
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
+
+
+Options = TypeVar("Options", SessionOptions, BatchingOptions)
+# The settings whose names differ from the option they fill; every other option field is
+# filled from the setting of the same name.
+_OPTION_SOURCES: dict[str, str] = {"providers": "provider_list", "enabled": "batching"}
+
+
+def runtime_options(settings: Settings, options: type[Options]) -> Options:
+    """One of the runtime's option objects, every field taken from these settings."""
+    values: dict[str, Any] = {
+        f.name: getattr(settings, _OPTION_SOURCES.get(f.name, f.name))
+        for f in dataclasses.fields(options)
+    }
+    return options(**values)
+
+
+def session_options(settings: Settings) -> SessionOptions:
+    return runtime_options(settings, SessionOptions)
+
+
+def batching_options(settings: Settings) -> BatchingOptions:
+    return runtime_options(settings, BatchingOptions)
 
 
 def markdown_table() -> str:

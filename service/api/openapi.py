@@ -4,15 +4,17 @@ rendered as OpenAPI 3.0 because the bundled (offline) Swagger UI 4 does not read
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.api import schemas
+from service.api.contract import RouteContract
+from service.api.negotiation import JSON, NPY, RAW
+from service.api.openapi30 import to_openapi_30
 from service.config import Settings
 
 OPENAPI_VERSION = "3.0.3"
@@ -20,73 +22,29 @@ DEFAULT_LATENT_DIM = 30
 REF = "#/components/schemas/{model}"
 
 
-class _RouteDoc(NamedTuple):
-    request_model: str
-    examples_key: str
-    binary_bodies: bool  # also reads application/x-npy and application/octet-stream
-    answers: tuple[str, ...]  # media types answered besides JSON
-    response_model: type[BaseModel]
-
-
-_ROUTES = {
-    "/encode": _RouteDoc(
-        "EncodeRequest", "encode", True, ("application/x-npy",), schemas.EncodeResponse
-    ),
-    "/decode": _RouteDoc(
-        "DecodeRequest",
-        "decode",
-        True,
-        ("image/png", "application/x-npy"),
-        schemas.ImagesResponse,
-    ),
-    "/sample": _RouteDoc(
-        "SampleRequest",
-        "sample",
-        False,
-        ("image/png", "application/x-npy"),
-        schemas.SampleResponse,
-    ),
-    "/interpolate": _RouteDoc(
-        "InterpolateRequest",
-        "interpolate",
-        False,
-        ("image/png", "image/gif", "application/x-npy"),
-        schemas.InterpolateResponse,
-    ),
+_BINARY_BODIES = {
+    NPY: "A .npy array, (n, width) float32.",
+    RAW: "Raw little-endian float32; shape in the X-Array-Shape header, e.g. `1,784`.",
 }
-
-
-def _to_openapi_30(node: Any) -> Any:
-    """JSON Schema 2020-12 bits that OpenAPI 3.0 lacks -> their 3.0 spelling."""
-    if isinstance(node, list):
-        return [_to_openapi_30(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _to_openapi_30(value) for key, value in node.items()}
-    for key in ("anyOf", "oneOf"):
-        options = out.get(key)
-        if isinstance(options, list) and {"type": "null"} in options:
-            rest = [o for o in options if o != {"type": "null"}]
-            del out[key]
-            if len(rest) == 1:
-                out.update(rest[0] if "$ref" not in rest[0] else {"allOf": rest})
-            else:
-                out[key] = rest
-            out["nullable"] = True
-    if "const" in out:
-        out["enum"] = [out.pop("const")]
-    if isinstance(out.get("examples"), list) and "value" not in out:
-        examples = out.pop("examples")
-        if examples:
-            out["example"] = examples[0]
-    return out
+_ARRAY_SHAPE_HEADER = {
+    "name": "X-Array-Shape",
+    "in": "header",
+    "required": False,
+    "description": "Shape of an application/octet-stream body, e.g. `2,784`.",
+    "schema": {"type": "string"},
+}
 
 
 def _binary_body(description: str) -> dict[str, Any]:
     return {"schema": {"type": "string", "format": "binary"}, "x-description": description}
 
 
-def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], int | None]) -> None:
+def install_openapi(
+    app: FastAPI,
+    settings: Settings,
+    routes: dict[str, RouteContract],
+    latent_dim: Callable[[], int | None],
+) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -99,11 +57,10 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
             routes=app.routes,
         )
         components = doc.setdefault("components", {}).setdefault("schemas", {})
-        models = schemas.request_models(settings)
-        response_models = [schemas.ErrorBody] + [r.response_model for r in _ROUTES.values()]
-        _, top = models_json_schema(
-            [(m, "validation") for m in (*models.values(), *response_models)], ref_template=REF
-        )
+        models = [schemas.ErrorBody]
+        for route in routes.values():
+            models += [route.request, route.response]
+        _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
         components.update(top.get("$defs", {}))
         examples = schemas.request_examples(dim or DEFAULT_LATENT_DIM)
         limits = (
@@ -117,35 +74,27 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
             if settings.api_key_value
             else {}
         )
-        for path, (model, key, binary, answers, response_model) in _ROUTES.items():
-            op = doc["paths"][path]["post"]
-            content: dict[str, Any] = {
-                "application/json": {
-                    "schema": {"$ref": REF.format(model=model)},
-                    "examples": examples[key],
-                }
-            }
-            if binary:
-                content["application/x-npy"] = _binary_body("A .npy array, (n, width) float32.")
-                content["application/octet-stream"] = _binary_body(
-                    "Raw little-endian float32; shape in the X-Array-Shape header, e.g. `1,784`."
-                )
-                op.setdefault("parameters", []).append(
-                    {
-                        "name": "X-Array-Shape",
-                        "in": "header",
-                        "required": False,
-                        "description": "Shape of an application/octet-stream body, e.g. `2,784`.",
-                        "schema": {"type": "string"},
+        for route in routes.values():
+            op = doc["paths"][route.path]["post"]
+            content: dict[str, Any] = {}
+            for media in route.bodies:
+                if media == JSON:
+                    content[media] = {
+                        "schema": {"$ref": REF.format(model=route.request.__name__)},
+                        "examples": examples[route.name],
                     }
-                )
+                else:
+                    content[media] = _binary_body(_BINARY_BODIES[media])
+            if RAW in route.bodies:
+                op.setdefault("parameters", []).append(_ARRAY_SHAPE_HEADER)
             op["requestBody"] = {"required": True, "content": content}
             op["description"] = (op.get("description", "") + "\n\n" + limits).strip()
             ok = {
-                "application/json": {"schema": {"$ref": REF.format(model=response_model.__name__)}}
+                media: {"schema": {"$ref": REF.format(model=route.response.__name__)}}
+                if media == JSON
+                else {"schema": {"type": "string", "format": "binary"}}
+                for media in route.answers
             }
-            for media in answers:
-                ok[media] = {"schema": {"type": "string", "format": "binary"}}
             op["responses"] = {
                 "200": {"description": "Success.", "content": ok},
                 "400": {"description": "Malformed JSON.", "content": error},
@@ -161,7 +110,7 @@ def install_openapi(app: FastAPI, settings: Settings, latent_dim: Callable[[], i
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
         doc["info"]["x-latent-dim"] = dim
-        doc = _to_openapi_30(doc)
+        doc = to_openapi_30(doc)
         if dim is not None:  # cache only once the model (and so its latent size) is known
             app.openapi_schema = doc
         return doc

@@ -1,7 +1,8 @@
-"""Pydantic models that document request and response bodies in OpenAPI, with examples.
+"""Pydantic models of the request and response bodies, with OpenAPI examples.
 
-The routes do not validate with them (bodies are parsed with orjson into numpy and checked
-vectorised), but they state the same rules and limits, taken from the settings.
+The request models are the one declaration of every field, type, bound and nullability:
+OpenAPI renders them, and the readers take their rules from them (`service.api.request_rules`);
+limits come from the settings.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.config import Settings
+from service.runtime.interpolation import METHODS
 from service.runtime.service import MAX_SEED
 
 ImageJSON = list[float] | list[list[float]] | str
-# Defaults and fixed limits of the JSON bodies; the routes apply the same ones.
-DEFAULT_N = 1
-DEFAULT_TEMPERATURE = 1.0
-MAX_TEMPERATURE = 10.0
-DEFAULT_STEPS = 10
-DEFAULT_METHOD = "linear"
+# The runtime's interpolation methods, as the one Literal the request accepts.
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 IMAGE_DOC = (
     "A 28x28 grayscale image in [0, 1], white digit on black: a flat list of 784 numbers, "
     "a nested 28x28 list, or a base64 PNG string (any size and mode; converted to 8-bit "
@@ -88,14 +86,12 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
 
     class SampleRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        n: int = Field(
-            DEFAULT_N, ge=1, le=settings.max_n, description="How many images to generate."
-        )
+        n: int = Field(1, ge=1, le=settings.max_n, description="How many images to generate.")
         seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random when absent).")
         temperature: float = Field(
-            DEFAULT_TEMPERATURE,
+            1.0,
             ge=0,
-            le=MAX_TEMPERATURE,
+            le=10.0,
             description="z ~ N(0, temperature^2 I).",
         )
 
@@ -112,14 +108,12 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
             None, description="End latent of d numbers (or give `end`)."
         )
         steps: int = Field(
-            DEFAULT_STEPS,
+            10,
             ge=2,
             le=settings.max_steps,
             description="Points on the path, both ends included.",
         )
-        method: Literal["linear", "slerp"] = Field(
-            DEFAULT_METHOD, description="Linear or spherical interpolation."
-        )
+        method: Method = Field("linear", description="Linear or spherical interpolation.")
 
     return {
         "EncodeRequest": EncodeRequest,

@@ -9,8 +9,18 @@ import pytest
 
 from service.api.codecs import json as jsonc
 from service.api.codecs.json_rows import parse_rows
+from service.api.request_rules import FieldRule
 
-SEED = frozenset({"seed"})
+SEED = (FieldRule("seed", required=False, default=None, nullable=True, lo=0, hi=2**64 - 1),)
+
+
+def rows(name: str, max_items: int = 256) -> FieldRule:
+    return FieldRule(
+        name, required=True, default=None, nullable=False, min_items=1, max_items=max_items
+    )
+
+
+IMAGES, Z = rows("images"), rows("z")
 
 
 def _images(n: int, seed: int = 0) -> list[list[float]]:
@@ -20,10 +30,10 @@ def _images(n: int, seed: int = 0) -> list[list[float]]:
 @pytest.mark.parametrize("n", [1, 3, 64])
 def test_valid_images_match_the_full_path(n):
     body = orjson.dumps({"images": _images(n), "seed": 7})
-    fast = parse_rows(body, "images", 784, 256, SEED, unit_range=True)
+    fast = parse_rows(body, IMAGES, 784, SEED, unit_range=True)
     assert fast is not None
     rows, ints = fast
-    full = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    full = jsonc.images_from_json(orjson.loads(body), IMAGES)
     assert rows.dtype == np.float32
     np.testing.assert_array_equal(rows, full)
     assert ints == {"seed": 7}
@@ -31,7 +41,7 @@ def test_valid_images_match_the_full_path(n):
 
 def test_integers_are_numbers_and_latents_need_only_be_finite():
     body = b'{"z": [[0, 1, -2.5, 3e3]]}'
-    rows, ints = parse_rows(body, "z", 4, 256)
+    rows, ints = parse_rows(body, Z, 4)
     np.testing.assert_array_equal(rows, [[0, 1, -2.5, 3000]])
     assert ints == {}
 
@@ -65,32 +75,32 @@ def test_integers_are_numbers_and_latents_need_only_be_finite():
     ],
 )
 def test_anything_unusual_falls_through_to_the_full_path(body):
-    assert parse_rows(body, "z", 2, 256, SEED) is None
+    assert parse_rows(body, Z, 2, SEED) is None
 
 
 def test_negative_zero_is_a_valid_pixel_on_both_paths():
     image = [0.5] * 784
     image[3] = -0.0
     body = orjson.dumps({"images": [image]})
-    rows, _ = parse_rows(body, "images", 784, 256, unit_range=True)
-    full = jsonc.images_from_json(orjson.loads(body), "images", 256)
+    rows, _ = parse_rows(body, IMAGES, 784, unit_range=True)
+    full = jsonc.images_from_json(orjson.loads(body), IMAGES)
     np.testing.assert_array_equal(rows, full)
     np.testing.assert_array_equal(rows, [image])
 
 
 def test_images_outside_the_unit_range_fall_through():
-    assert parse_rows(b'{"images": [[0.5, 1.5]]}', "images", 2, 256, unit_range=True) is None
-    assert parse_rows(b'{"images": [[0.5, 1.0]]}', "images", 2, 256, unit_range=True) is not None
+    assert parse_rows(b'{"images": [[0.5, 1.5]]}', IMAGES, 2, unit_range=True) is None
+    assert parse_rows(b'{"images": [[0.5, 1.0]]}', IMAGES, 2, unit_range=True) is not None
 
 
 def test_more_rows_than_the_limit_fall_through():
-    assert parse_rows(b'{"z": [[1, 2], [3, 4], [5, 6]]}', "z", 2, 2) is None
+    assert parse_rows(b'{"z": [[1, 2], [3, 4], [5, 6]]}', rows("z", 2), 2) is None
 
 
 def test_the_parser_is_reusable_after_every_kind_of_failure():
     for bad in (b'{"z": [[true, 1]]}', b"{", b'{"z": [[1e400, 1]]}', b'{"z": 1}'):
-        assert parse_rows(bad, "z", 2, 256) is None
-        rows, _ = parse_rows(b'{"z": [[1, 2]]}', "z", 2, 256)
+        assert parse_rows(bad, Z, 2) is None
+        rows, _ = parse_rows(b'{"z": [[1, 2]]}', Z, 2)
         np.testing.assert_array_equal(rows, [[1, 2]])
 
 

@@ -1,4 +1,8 @@
-"""JSON <-> numpy: orjson parsing straight into float32 arrays, vectorised validation."""
+"""JSON <-> numpy: orjson parsing straight into float32 arrays, vectorised validation.
+
+Every field's bounds, default and nullability come from its `FieldRule`, read off the request
+model that declares it (`service.api.request_rules`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ import numpy as np
 import orjson
 
 from service.api.codecs import png
+from service.api.codecs.arrays import NUMERIC_KINDS, as_float32
 from service.api.errors import ApiError, invalid
+from service.api.request_rules import FieldRule
 
 IMAGE_SIDE = png.IMAGE_SIDE
 IMAGE_SIZE = IMAGE_SIDE * IMAGE_SIDE
-_NUMERIC_KINDS = "fiu"
 # Longest piece of a client's value quoted back in an error message.
 _QUOTE_CHARS = 40
 
@@ -163,32 +168,27 @@ def _numeric_or_none(value: list[Any], *, numbers: bool = False) -> np.ndarray |
         arr = np.array(value, dtype=np.float64) if numbers else np.asarray(value)
     except (ValueError, TypeError):
         return None
-    return arr if arr.dtype.kind in _NUMERIC_KINDS else None
-
-
-def _float32(arr: np.ndarray) -> np.ndarray:
-    # Values beyond float32 become +-inf, which the finiteness checks then name.
-    with np.errstate(over="ignore"):
-        return arr.astype(np.float32, copy=False)
+    return arr if arr.dtype.kind in NUMERIC_KINDS else None
 
 
 def _numeric(value: list[Any], field: str) -> np.ndarray:
     arr = _numeric_or_none(value)
     if arr is None:
         raise invalid(field, "must be a rectangular array of numbers only")
-    return _float32(arr)
+    return as_float32(arr)
 
 
-def _list_field(body: dict[str, Any], field: str, limit: int) -> list[Any]:
+def _list_field(body: dict[str, Any], rule: FieldRule) -> list[Any]:
+    field = rule.name
     if field not in body:
         raise invalid(field, "is required")
     value = body[field]
     if not isinstance(value, list):
         raise invalid(field, f"must be a list; got {describe(value)}")
-    if not value:
-        raise invalid(field, "must not be empty")
-    if len(value) > limit:
-        raise invalid(field, f"at most {limit} items per request; got {len(value)}")
+    if rule.min_items is not None and len(value) < rule.min_items:
+        raise invalid(field, "must not be empty" if not value else f"at least {rule.min_items}")
+    if rule.max_items is not None and len(value) > rule.max_items:
+        raise invalid(field, f"at most {rule.max_items} items per request; got {len(value)}")
     return value
 
 
@@ -210,17 +210,17 @@ def image_from_json(value: Any, field: str, budget: png.PixelBudget) -> np.ndarr
     return flat[0]
 
 
-def images_from_json(
-    body: dict[str, Any], field: str, limit: int, *, numbers: bool = False
-) -> np.ndarray:
-    """The list under `field` as (n, 784) float32 in [0, 1] (`numbers`: see `numbers_only`)."""
-    items = _list_field(body, field, limit)
+def images_from_json(body: dict[str, Any], rule: FieldRule, *, numbers: bool = False) -> np.ndarray:
+    """The list under `rule`'s field as (n, 784) float32 in [0, 1] (`numbers`: see
+    `numbers_only`)."""
+    field = rule.name
+    items = _list_field(body, rule)
     n = len(items)
     if all(isinstance(item, list) for item in items):
         # Fast path: one numpy conversion for the whole batch, vectorised checks.
         arr = _numeric_or_none(items, numbers=numbers)
         if arr is not None and arr.shape in ((n, IMAGE_SIZE), (n, IMAGE_SIDE, IMAGE_SIDE)):
-            out = _float32(arr.reshape(n, IMAGE_SIZE))
+            out = as_float32(arr.reshape(n, IMAGE_SIZE))
             check_unit_range(out, field)
             return out
     # Slow path: mixed formats, or an error to locate item by item.
@@ -230,12 +230,13 @@ def images_from_json(
     )
 
 
-def latents_from_json(body: dict[str, Any], field: str, latent_dim: int, limit: int) -> np.ndarray:
-    """The list under `field` as (n, latent_dim) float32, finite."""
-    items = _list_field(body, field, limit)
+def latents_from_json(body: dict[str, Any], rule: FieldRule, latent_dim: int) -> np.ndarray:
+    """The list under `rule`'s field as (n, latent_dim) float32, finite."""
+    field = rule.name
+    items = _list_field(body, rule)
     arr = _numeric_or_none(items)
     if arr is not None and arr.shape == (len(items), latent_dim):
-        out = _float32(arr)
+        out = as_float32(arr)
         check_finite(out, field)
         return out
     # Slow path: find the first bad item and say what is wrong with it.
@@ -255,37 +256,59 @@ def latent_from_json(value: Any, field: str, latent_dim: int) -> np.ndarray:
     return arr
 
 
-def _checked_int(value: Any, field: str, lo: int, hi: int) -> int:
-    # JSON floats such as 3.0 are not integers here; integers beyond 64 bits arrive as floats.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(field, f"must be an integer from {lo} to {hi}; got {describe(value)}")
-    if value < lo:
-        raise invalid(field, f"must be >= {lo}; got {value}")
-    if value > hi:
-        raise invalid(field, f"must be <= {hi}; got {value}")
+def _number(value: float | None) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _range(rule: FieldRule) -> str:
+    return f"from {_number(rule.lo)} to {_number(rule.hi)}"
+
+
+def _value(body: dict[str, Any], rule: FieldRule) -> Any:
+    """The client's value, or the declared default when absent (or null, where allowed)."""
+    value = body.get(rule.name)
+    if value is None and (rule.nullable or rule.name not in body):
+        return rule.default
     return value
 
 
-def int_field(body: dict[str, Any], field: str, *, default: int, lo: int, hi: int) -> int:
-    """An integer in [lo, hi]; `default` when absent (an explicit null is refused)."""
-    return _checked_int(body.get(field, default), field, lo, hi)
+def int_field(body: dict[str, Any], rule: FieldRule) -> int | None:
+    """An integer within the rule's bounds, or its default."""
+    value = _value(body, rule)
+    if value is None and rule.nullable:
+        return None
+    field = rule.name
+    # JSON floats such as 3.0 are not integers here; integers beyond 64 bits arrive as floats.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(field, f"must be an integer {_range(rule)}; got {describe(value)}")
+    if rule.lo is not None and value < rule.lo:
+        raise invalid(field, f"must be >= {_number(rule.lo)}; got {value}")
+    if rule.hi is not None and value > rule.hi:
+        raise invalid(field, f"must be <= {_number(rule.hi)}; got {value}")
+    return value
 
 
-def optional_int_field(
-    body: dict[str, Any], field: str, *, default: int | None, lo: int, hi: int
-) -> int | None:
-    """An integer in [lo, hi], or `default` when absent or null."""
-    value = body.get(field)
-    return default if value is None else _checked_int(value, field, lo, hi)
-
-
-def float_field(body: dict[str, Any], field: str, *, default: float, lo: float, hi: float) -> float:
-    value = body.get(field, default)
+def float_field(body: dict[str, Any], rule: FieldRule) -> float:
+    """A number within the rule's bounds, or its default."""
+    value = _value(body, rule)
+    field = rule.name
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid(field, f"must be a number; got {describe(value)}")
-    if not lo <= value <= hi:
-        raise invalid(field, f"must be between {lo:g} and {hi:g}; got {value:g}")
+    if not (rule.lo is None or rule.lo <= value) or not (rule.hi is None or value <= rule.hi):
+        raise invalid(
+            field, f"must be between {_number(rule.lo)} and {_number(rule.hi)}; got {value:g}"
+        )
     return float(value)
+
+
+def choice_field(body: dict[str, Any], rule: FieldRule) -> str:
+    """One of the rule's choices, or its default."""
+    value = _value(body, rule)
+    choices = rule.choices or ()
+    if not isinstance(value, str) or value not in choices:
+        known = ", ".join(sorted(choices))
+        raise invalid(rule.name, f"unknown {rule.name} {describe(value)}; use one of: {known}")
+    return value
 
 
 def reject_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:

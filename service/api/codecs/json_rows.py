@@ -14,6 +14,7 @@ import numpy as np
 import simdjson
 
 from service.api.codecs.json import in_unit_range
+from service.api.request_rules import FieldRule
 
 # One parser per process: parsing happens on the event loop thread, and everything a parse
 # returns is copied out before the next one (simdjson refuses to reuse a parser otherwise).
@@ -24,14 +25,14 @@ _BOM = b"\xef\xbb\xbf"
 
 def parse_rows(
     body: bytes,
-    field: str,
+    rows: FieldRule,
     width: int,
-    limit: int,
-    int_fields: frozenset[str] = frozenset(),
+    int_fields: tuple[FieldRule, ...] = (),
     *,
     unit_range: bool = False,
 ) -> tuple[np.ndarray, dict[str, int]] | None:
-    """(rows as (n, width) float32, the integer fields present), or None to use the full path.
+    """(the `rows` field as (n, width) float32, the integer fields present), or None to use
+    the full path. Counts and integers are held to their rules' bounds.
 
     `unit_range`: the values must lie in [0, 1] (images); otherwise they must be finite and fit
     float32.
@@ -39,7 +40,7 @@ def parse_rows(
     if not body or body.startswith(_BOM):  # simdjson skips a byte-order mark; orjson refuses it
         return None
     try:
-        buffer, n, ints = _read(body, field, width, limit, int_fields)
+        buffer, n, ints = _read(body, rows, width, {rule.name: rule for rule in int_fields})
     except (ValueError, TypeError, KeyError, RuntimeError):
         return None
     # as_buffer flattens nested lists, so a row holding a list must not reach it: with no
@@ -68,16 +69,27 @@ def _has_brackets(body: bytes, count: int) -> bool:
     return body.find(b"[", at + 1) < 0
 
 
+def _within(value: int, rule: FieldRule) -> bool:
+    return (rule.lo is None or value >= rule.lo) and (rule.hi is None or value <= rule.hi)
+
+
+def _counted(count: int, rule: FieldRule) -> bool:
+    return (rule.min_items is None or count >= rule.min_items) and (
+        rule.max_items is None or count <= rule.max_items
+    )
+
+
 def _read(
-    body: bytes, field: str, width: int, limit: int, int_fields: frozenset[str]
+    body: bytes, rows: FieldRule, width: int, int_fields: dict[str, FieldRule]
 ) -> tuple[Any, int, dict[str, int]]:
     """Every row's numbers as one buffer of doubles (each row checked to hold `width` items;
     None when the body is not of the fast path's shape), the row count, the integer fields."""
+    field = rows.name
     doc = _parser.parse(body)
     if type(doc) is not simdjson.Object:
         return None, 0, {}
     items = doc.get(field)
-    if type(items) is not simdjson.Array or not 1 <= len(items) <= limit:
+    if type(items) is not simdjson.Array or not _counted(len(items), rows):
         return None, 0, {}
     ints: dict[str, int] = {}
     if len(doc) > 1:
@@ -87,8 +99,10 @@ def _read(
                 fields += 1
                 continue
             value = doc[key]
-            if key not in int_fields or type(value) is not int or key in ints:
-                return None, 0, {}  # unknown keys, nulls, wrong types: the full path names them
+            rule = int_fields.get(key)
+            if rule is None or type(value) is not int or key in ints or not _within(value, rule):
+                # Unknown keys, nulls, wrong types, values out of bounds: the full path names them.
+                return None, 0, {}
             ints[key] = value
         if fields > 1:  # simdjson keeps a repeated key's first value, orjson its last
             return None, 0, {}

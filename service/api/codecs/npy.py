@@ -12,12 +12,12 @@ import math
 
 import numpy as np
 
+from service.api.codecs.arrays import NUMERIC_KINDS, as_float32
 from service.api.errors import invalid
 
 NPY_MEDIA_TYPE = "application/x-npy"
 RAW_MEDIA_TYPE = "application/octet-stream"
 SHAPE_HEADER = "x-array-shape"
-_NUMERIC_KINDS = "fiu"
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -71,7 +71,7 @@ def _parse_header(body: bytes, field: str) -> _HeaderInfo:
 def read_npy(body: bytes, field: str) -> np.ndarray:
     """A `.npy` file (format 1.0 or 2.0) of a numeric dtype -> float32; never unpickles."""
     shape, fortran_order, dtype, offset = _parse_header(body, field)
-    if dtype.kind not in _NUMERIC_KINDS:
+    if dtype.kind not in NUMERIC_KINDS:
         raise invalid(field, f"the .npy array has dtype {dtype}, not numbers; send float32")
     count = math.prod(shape)
     data = len(body) - offset
@@ -81,7 +81,7 @@ def read_npy(body: bytes, field: str) -> np.ndarray:
             f"the .npy header declares shape {list(shape)} of {dtype}; the data is {data} bytes",
         )
     arr = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
-    return _float32(arr.reshape(shape, order="F" if fortran_order else "C"))
+    return as_float32(arr.reshape(shape, order="F" if fortran_order else "C"))
 
 
 def read_raw(body: bytes, shape_header: str | None, field: str) -> np.ndarray:
@@ -101,15 +101,7 @@ def read_raw(body: bytes, shape_header: str | None, field: str) -> np.ndarray:
         raise invalid(
             field, f"body has {len(body)} bytes but shape {list(shape)} of float32 needs {expected}"
         )
-    return _float32(np.frombuffer(body, dtype="<f4").reshape(shape))
-
-
-def _float32(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.float32 and arr.flags.c_contiguous:
-        return arr  # what clients send; errstate alone costs a few us per request
-    # Values beyond float32 become +-inf, which the finiteness checks then name.
-    with np.errstate(over="ignore"):
-        return arr.astype(np.float32, order="C", copy=False)
+    return as_float32(np.frombuffer(body, dtype="<f4").reshape(shape))
 
 
 # The headers we write, by (dtype, shape): the same few shapes are answered again and again.

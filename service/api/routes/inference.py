@@ -1,7 +1,7 @@
 """/encode, /decode, /sample, /interpolate: parse -> call the runtime -> encode the answer.
 
-Request bodies are read raw and parsed with orjson into numpy (no per-element pydantic
-validation); the pydantic models in `service.api.schemas` only document them in OpenAPI.
+Each route's path, media types and request rules come from `service.api.contract`; bodies are
+read by `service.api.bodies` straight into numpy (no per-element pydantic validation).
 """
 
 from __future__ import annotations
@@ -15,38 +15,44 @@ from fastapi.params import Depends
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from service.api import schemas
+from service.api import bodies
 from service.api.codecs import json as jsonc
-from service.api.codecs import json_rows, npy, png
+from service.api.codecs import npy, png
+from service.api.contract import RouteContract
 from service.api.errors import invalid
-from service.api.negotiation import GIF, JSON, NPY, PNG, RAW, negotiate
+from service.api.negotiation import GIF, JSON, NPY, PNG, negotiate
 from service.api.readiness import require_service
-from service.config import Settings
-from service.runtime.interpolation import METHODS
-from service.runtime.service import MAX_SEED, VAEService
+from service.api.request_rules import FieldRule
+from service.runtime.service import VAEService
 
 ARRAYS_HEADER = "X-Arrays"
 SEED_HEADER = "X-Seed"
-_SEED_DESCRIPTION = "Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins."
-# `?seed=` is read by hand: a FastAPI query parameter costs its dependency solving on every
-# request, a measurable share of a one-image /encode. Documented as FastAPI would.
-SEED_QUERY_DOC: dict[str, Any] = {
-    "name": "seed",
-    "in": "query",
-    "required": False,
-    "schema": {
-        "description": _SEED_DESCRIPTION,
-        "title": "Seed",
-        "type": "integer",
-        "maximum": MAX_SEED,
-        "minimum": 0,
-        "nullable": True,
-    },
-    "description": _SEED_DESCRIPTION,
-}
+SEED_QUERY_DESCRIPTION = (
+    "Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins."
+)
 
 
-def _query_seed(request: Request) -> int | None:
+def seed_query_doc(rule: FieldRule) -> dict[str, Any]:
+    """`?seed=` as FastAPI would document it (it is read by hand: see `_query_seed`)."""
+    return {
+        "name": "seed",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "description": SEED_QUERY_DESCRIPTION,
+            "title": "Seed",
+            "type": "integer",
+            "maximum": rule.hi,
+            "minimum": rule.lo,
+            "nullable": True,
+        },
+        "description": SEED_QUERY_DESCRIPTION,
+    }
+
+
+def _query_seed(request: Request, rule: FieldRule) -> int | None:
+    # Read by hand: a FastAPI query parameter costs its dependency solving on every request,
+    # a measurable share of a one-image /encode.
     if not request.scope.get("query_string"):
         return None
     raw = request.query_params.get("seed")
@@ -55,25 +61,19 @@ def _query_seed(request: Request) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise invalid(
-            "seed", f"must be an integer from 0 to {MAX_SEED}; got {raw[:40]!r}"
-        ) from None
-    if not 0 <= value <= MAX_SEED:
-        raise invalid("seed", f"must be an integer from 0 to {MAX_SEED}; got {value}")
-    return value
+        value = raw[:40]
+    return jsonc.int_field({rule.name: value}, rule)
 
 
-async def _read(
-    request: Request, bodies: tuple[str, ...], answers: tuple[str, ...]
-) -> tuple[str, str, bytes, VAEService]:
+async def _read(request: Request, route: RouteContract) -> tuple[str, str, bytes, VAEService]:
     """Negotiate first (415/406 cost nothing), then read the body: media, answer, body, service."""
-    media, answer = negotiate(request, bodies, answers)
+    media, answer = negotiate(request, route.bodies, route.answers)
     return media, answer, await _body(request), require_service(request)
 
 
 async def _body(request: Request) -> bytes:
-    # Request.body() costs ~7 us more per request (its async generator); joining a single
-    # chunk returns that chunk itself, so a one-message body is never copied.
+    # Request.body() goes through an async generator, measurably slower per request; joining
+    # a single chunk returns that chunk itself, so a one-message body is never copied.
     chunks = []
     while True:
         message = await request.receive()
@@ -98,79 +98,26 @@ def _images_answer(
     return _json(payload)
 
 
-def _binary_rows(
-    request: Request, media: str, body: bytes, field: str, width: int, limit: int
-) -> np.ndarray:
-    arr = (
-        npy.read_npy(body, field)
-        if media == NPY
-        else npy.read_raw(body, request.headers.get(npy.SHAPE_HEADER), field)
-    )
-    shape = list(arr.shape)
-    side = png.IMAGE_SIDE
-    if field == "images" and arr.ndim in (2, 3) and arr.shape[-2:] == (side, side):
-        arr = arr.reshape(-1, width)  # one 28x28 image, or n of them
-    elif arr.ndim == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2 or arr.shape[1] != width:
-        also = f" or (n, {side}, {side})" if field == "images" else ""
-        raise invalid(field, f"array must have shape (n, {width}){also}; got {shape}")
-    if arr.shape[0] < 1:
-        raise invalid(field, "must not be empty")
-    if arr.shape[0] > limit:
-        raise invalid(field, f"at most {limit} items per request; got {arr.shape[0]}")
-    if field == "images":
-        jsonc.check_unit_range(arr, field)
-    else:
-        jsonc.check_finite(arr, field)
-    return arr
-
-
-# The parsed JSON (a Python float object per number: ~1.6 MB for 64 images) must not live
-# while a request awaits inference: with many requests in flight it would multiply the
-# worker's memory. These parse and convert in one go, and keep only the numpy arrays.
-
-
-def _encode_json(body: bytes, seed: int | None, limit: int) -> tuple[np.ndarray, int | None]:
-    fast = json_rows.parse_rows(
-        body, "images", jsonc.IMAGE_SIZE, limit, frozenset({"seed"}), unit_range=True
-    )
-    if fast is not None:
-        images, ints = fast
-        body_seed = ints.get("seed")
-        if body_seed is None:
-            return images, seed
-        if 0 <= body_seed <= MAX_SEED:
-            return images, body_seed
-    obj = jsonc.parse_object(body)
-    jsonc.reject_unknown(obj, frozenset({"images", "seed"}))
-    numbers = jsonc.numbers_only(body, obj)
-    images = jsonc.images_from_json(obj, "images", limit, numbers=numbers)
-    return images, jsonc.optional_int_field(obj, "seed", default=seed, lo=0, hi=MAX_SEED)
-
-
-def _decode_json(body: bytes, latent_dim: int, limit: int) -> np.ndarray:
-    fast = json_rows.parse_rows(body, "z", latent_dim, limit)
-    if fast is not None:
-        return fast[0]
-    obj = jsonc.parse_object(body)
-    jsonc.reject_unknown(obj, frozenset({"z"}))
-    return jsonc.latents_from_json(obj, "z", latent_dim, limit)
-
-
 def add_inference_routes(
-    router: APIRouter, settings: Settings, dependencies: Sequence[Depends]
+    router: APIRouter, routes: dict[str, RouteContract], dependencies: Sequence[Depends]
 ) -> None:
     """Registered on the app's own router: see `service.app` for why not `include_router`."""
-    common: dict[str, Any] = {"tags": ["model"], "dependencies": dependencies}
+    encode_route, decode_route = routes["encode"], routes["decode"]
+    sample_route, interpolate_route = routes["sample"], routes["interpolate"]
 
-    @router.post(
-        "/encode",
-        **common,
-        name="encode",
-        summary="Encode images to latent distributions",
-        openapi_extra={"parameters": [SEED_QUERY_DOC]},
-    )
+    def post(route: RouteContract, **extra: Any) -> Any:
+        return router.post(
+            route.path,
+            tags=["model"],
+            dependencies=dependencies,
+            name=route.name,
+            summary=route.summary,
+            **extra,
+        )
+
+    encode_rules = encode_route.rules
+
+    @post(encode_route, openapi_extra={"parameters": [seed_query_doc(encode_rules["seed"])]})
     async def encode(request: Request) -> Response:
         """`{"images": [...], "seed": int?}` -> `{"mu", "sigma", "z", "seed"}` with
         z = mu + sigma * w, w ~ N(0, I) drawn from `seed` (the seed used is always returned).
@@ -178,13 +125,16 @@ def add_inference_routes(
         Binary: send `application/x-npy` (or raw float32 `application/octet-stream` with
         `X-Array-Shape: n,784`); `Accept: application/x-npy` answers one array of shape
         (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
-        seed = _query_seed(request)
-        media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, NPY))
+        seed = _query_seed(request, encode_rules["seed"])
+        media, answer, body, service = await _read(request, encode_route)
         if media == JSON:
-            images, seed = _encode_json(body, seed, settings.max_images)
+            images, body_seed = bodies.encode_json(body, encode_rules)
+            if body_seed is not None:
+                seed = body_seed
         else:
-            images = _binary_rows(
-                request, media, body, "images", service.image_size, settings.max_images
+            shape = request.headers.get(npy.SHAPE_HEADER)
+            images = bodies.binary_rows(
+                media, body, shape, encode_rules, "images", service.image_size
             )
         result = await service.encode(images, seed=seed)
         if answer == NPY:
@@ -196,70 +146,59 @@ def add_inference_routes(
             )
         return _json({"mu": result.mu, "sigma": result.sigma, "z": result.z, "seed": result.seed})
 
-    @router.post("/decode", **common, name="decode", summary="Decode latents to images")
+    @post(decode_route)
     async def decode(request: Request) -> Response:
         """`{"z": [[d numbers], ...]}` -> `{"images": [[784 numbers], ...]}`.
 
         `Accept: image/png` answers one PNG (a grid when several); binary bodies and answers
         as for /encode."""
-        media, answer, body, service = await _read(request, (JSON, NPY, RAW), (JSON, PNG, NPY))
+        media, answer, body, service = await _read(request, decode_route)
         if media == JSON:
-            z = _decode_json(body, service.latent_dim, settings.max_images)
+            z = bodies.decode_json(body, decode_route.rules, service.latent_dim)
         else:
-            z = _binary_rows(request, media, body, "z", service.latent_dim, settings.max_images)
+            shape = request.headers.get(npy.SHAPE_HEADER)
+            z = bodies.binary_rows(media, body, shape, decode_route.rules, "z", service.latent_dim)
         images = await service.decode(z)
         return _images_answer(answer, {"images": images}, images, strip=False)
 
-    @router.post("/sample", **common, name="sample", summary="Generate images from random latents")
+    @post(sample_route)
     async def sample(request: Request) -> Response:
         """`{"n": int, "seed": int?, "temperature": float? = 1}` -> `{"z", "images", "seed"}`
         with z ~ N(0, temperature^2 I). `Accept: image/png` answers a grid."""
-        _, answer, body, service = await _read(request, (JSON,), (JSON, PNG, NPY))
+        _, answer, body, service = await _read(request, sample_route)
+        rules = sample_route.rules
         obj = jsonc.parse_object(body)
-        jsonc.reject_unknown(obj, frozenset({"n", "seed", "temperature"}))
-        n = jsonc.int_field(obj, "n", default=schemas.DEFAULT_N, lo=1, hi=settings.max_n)
-        seed = jsonc.optional_int_field(obj, "seed", default=None, lo=0, hi=MAX_SEED)
-        temperature = jsonc.float_field(
-            obj,
-            "temperature",
-            default=schemas.DEFAULT_TEMPERATURE,
-            lo=0.0,
-            hi=schemas.MAX_TEMPERATURE,
+        jsonc.reject_unknown(obj, rules.names)
+        n = jsonc.int_field(obj, rules["n"])
+        assert n is not None  # not nullable
+        result = await service.sample(
+            n,
+            seed=jsonc.int_field(obj, rules["seed"]),
+            temperature=jsonc.float_field(obj, rules["temperature"]),
         )
-        result = await service.sample(n, seed=seed, temperature=temperature)
         payload = {"z": result.z, "images": result.images, "seed": result.seed}
         response = _images_answer(answer, payload, result.images, strip=False)
         response.headers[SEED_HEADER] = str(result.seed)
         return response
 
-    @router.post(
-        "/interpolate",
-        **common,
-        name="interpolate",
-        summary="Walk the latent space between two points",
-    )
+    @post(interpolate_route)
     async def interpolate(request: Request) -> Response:
         """`{"start": image | "start_z": [d], "end": image | "end_z": [d], "steps": int >= 2,
         "method": "linear" | "slerp"}` -> `{"z": [[d] x steps], "images": [...]}`. Image
         endpoints are encoded to their means first. `Accept: image/png` answers a strip,
         `Accept: image/gif` an animated GIF with one frame per step."""
-        _, answer, body, service = await _read(request, (JSON,), (JSON, PNG, GIF, NPY))
+        _, answer, body, service = await _read(request, interpolate_route)
+        rules = interpolate_route.rules
         obj = jsonc.parse_object(body)
-        jsonc.reject_unknown(
-            obj, frozenset({"start", "start_z", "end", "end_z", "steps", "method"})
-        )
-        steps = jsonc.int_field(
-            obj, "steps", default=schemas.DEFAULT_STEPS, lo=2, hi=settings.max_steps
-        )
-        method = obj.get("method", schemas.DEFAULT_METHOD)
-        if not isinstance(method, str) or method not in METHODS:
-            known = ", ".join(sorted(METHODS))
-            raise invalid("method", f"unknown method {jsonc.describe(method)}; use one of: {known}")
+        jsonc.reject_unknown(obj, rules.names)
+        steps = jsonc.int_field(obj, rules["steps"])
+        assert steps is not None  # not nullable
+        method = jsonc.choice_field(obj, rules["method"])
         ends: dict[str, np.ndarray] = {}
         to_encode: list[tuple[str, np.ndarray]] = []
         budget = png.PixelBudget()
         for side in ("start", "end"):
-            has_image, has_z = side in obj, f"{side}_z" in obj
+            has_image, has_z = rules[side].given(obj), rules[f"{side}_z"].given(obj)
             if has_image == has_z:
                 which = "both" if has_image else "neither"
                 raise invalid(
