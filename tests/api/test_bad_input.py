@@ -187,6 +187,8 @@ def test_streamed_body_over_the_limit_is_413_without_reading_it_all(
     scope["http_version"] = http_version
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
+    # The rest of the body is never read, so the connection cannot be reused.
+    assert (b"connection", b"close") in sent[0]["headers"]
     assert orjson.loads(sent[1]["body"])["error"]["code"] == "body_too_large"
     assert chunks_read == 3
 
