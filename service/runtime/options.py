@@ -42,8 +42,7 @@ class BatchingOptions:
     run ends, plus requests the event loop has already read (one loop turn), so a lone request
     waits for nothing but that turn.
 
-    ``max_batch_size``: bigger calls amortise per-call costs (pinned, 64-image `.npy`
-    requests at c16: 1,460 req/s at 256 rows, 1,670 at 1024).
+    ``max_batch_size``: bigger calls amortise per-call costs over more rows.
 
     ``inline_max_rows``: micro-batched calls of at most this many rows run on the event loop
     itself instead of hopping to an executor thread. For a tiny model the hop costs more than

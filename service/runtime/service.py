@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 # Seeds the service draws itself fit in 63 bits so every JSON client and int64 column holds them.
 SEED_BITS = 63
 MAX_SEED = 2**64 - 1
-# ORT releases the GIL during a run; two threads let the encoder and decoder overlap without
-# oversubscribing a worker process that already has intra-op threads.
+# The executor runs the warm-up, unbatched calls (batching off) and micro-batched calls above
+# `BatchingOptions.inline_max_rows` rows. With the default options every micro-batched call
+# runs inline on the event loop (in the GPU image too), so requests never reach these threads.
+# When calls do take them, ORT releases the GIL during a run, and two threads let an encoder
+# and a decoder call overlap without oversubscribing a worker that has intra-op threads.
 EXECUTOR_THREADS = 2
 
 
@@ -48,7 +51,7 @@ class GenerateResult:
 def resolve_seed(seed: int | None) -> int:
     """The caller's seed after checking it, or a fresh one (returned so it can be replayed)."""
     if seed is None:
-        # os.urandom: ~10x cheaper than SeedSequence's entropy, equally unpredictable.
+        # os.urandom: cheaper than SeedSequence's entropy gathering, equally unpredictable.
         return int.from_bytes(os.urandom(8), "little") & ((1 << SEED_BITS) - 1)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise InvalidInput("seed", f"must be an integer, got {type(seed).__name__}")
@@ -179,8 +182,8 @@ class VAEService:
         batcher = self._encoder_batcher if graph == "encoder" else self._decoder_batcher
         if batcher is not None:
             return await batcher.submit(rows, noise)
-        # Unbatched calls always take the executor: run on the loop one per request, they let
-        # some connections wait (pinned, /encode 1 image c64: p99 592 ms vs 71 ms threaded).
+        # Unbatched calls always take the executor: run on the loop one per request, they
+        # block it for every call in turn, and some connections wait far longer (the p99).
         run = self._encode_padded if graph == "encoder" else self._decode_padded
         padded, n = padded_input((rows,), self.model.pad_rows)
         submitted = time.perf_counter()

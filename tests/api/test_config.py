@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings, available_cores, markdown_table
+from service.config import ENV_PREFIX, Settings, available_cores, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """No VAE_* variable of the shell running the tests reaches these tests (names are read
+    case-insensitively, so ``vae_workers`` counts too); each test sets only its own."""
+    for name in list(os.environ):
+        if name.upper().startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+def load() -> Settings:
+    """Settings from the (cleaned) environment alone, never from an env file."""
+    return Settings(_env_file=None)
 
 
 def test_readme_configuration_table_matches_the_settings():
@@ -25,7 +40,7 @@ def test_settings_read_the_vae_prefix(monkeypatch):
     monkeypatch.setenv("VAE_MAX_N", "5")
     monkeypatch.setenv("VAE_PROVIDERS", "CUDAExecutionProvider, CPUExecutionProvider")
     monkeypatch.setenv("VAE_API_KEY", "zz-secret-zz")
-    settings = Settings()
+    settings = load()
     assert settings.port == 9123
     assert settings.max_n == 5
     assert settings.provider_list == ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -34,10 +49,12 @@ def test_settings_read_the_vae_prefix(monkeypatch):
 
 
 def test_defaults():
-    settings = Settings()
+    settings = load()
     assert settings.host == "127.0.0.1"
     assert settings.port == 8000
     assert settings.workers == available_cores()
+    assert settings.max_images == 256
+    assert settings.batching is True
     assert settings.provider_list == ("auto",)
     assert settings.api_key is None
     assert settings.cors_origin_list == []
@@ -49,4 +66,4 @@ def test_defaults():
 def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
-        Settings()
+        load()

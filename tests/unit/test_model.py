@@ -1,6 +1,7 @@
 import json
 import logging
 import shutil
+from collections import Counter
 
 import numpy as np
 import onnxruntime as ort
@@ -88,12 +89,25 @@ def test_decoder_refuses_wrong_latent_shapes(model, shape):
     assert info.value.field == "z"
 
 
-def test_non_finite_values_do_not_crash(model):
-    images = np.full((2, 784), np.nan, np.float32)
-    images[1] = np.inf
-    mu, _ = model.run_encoder(images)
-    assert mu.shape == (2, 4)
-    assert model.run_decoder(np.full((1, 4), np.inf, np.float32)).shape == (1, 784)
+def test_non_finite_values_are_computed_and_stay_in_their_rows(model):
+    # The runtime does not range-check values (the API layer does): NaN and Inf rows reach
+    # ONNX Runtime without an error, and since a micro-batch mixes callers' rows, they must
+    # not change any other row's result, nor give a different result themselves when mixed.
+    finite = np.random.default_rng(5).random((2, 784), dtype=np.float32)
+    bad = np.stack([np.full(784, np.nan, np.float32), np.full(784, np.inf, np.float32)])
+    mixed = np.stack([bad[0], finite[0], bad[1], finite[1]])
+    mu, sigma = model.run_encoder(mixed)
+    for rows, alone in (([1, 3], model.run_encoder(finite)), ([0, 2], model.run_encoder(bad))):
+        np.testing.assert_array_equal(mu[rows], alone[0])
+        np.testing.assert_array_equal(sigma[rows], alone[1])
+    assert np.isfinite(mu[[1, 3]]).all()
+
+    z = np.random.default_rng(6).standard_normal((3, 4)).astype(np.float32)
+    z[0, 0], z[2, 1] = np.nan, np.inf
+    decoded = model.run_decoder(z)
+    assert decoded.shape == (3, 784)
+    np.testing.assert_array_equal(decoded[1], model.run_decoder(z[1:2])[0])
+    assert np.isfinite(decoded[1]).all()
 
 
 def test_sha256_mismatch_is_refused_naming_the_file(model_copy):
@@ -205,10 +219,39 @@ def test_invalid_options_are_refused():
         SessionOptions(providers="auto")  # type: ignore[arg-type]
 
 
-def test_warmup_leaves_both_sessions_answering(model):
-    model.warmup(rounds=1)
-    mu, sigma = model.run_encoder(np.zeros((2, model.image_size), np.float32))
-    images = model.run_decoder(mu)
-    assert mu.shape == sigma.shape == (2, model.latent_dim)
-    assert images.shape == (2, model.image_size)
-    assert np.isfinite(images).all()
+class RecordingSession:
+    """A real ONNX Runtime session that also hands every feed it runs to ``record``."""
+
+    def __init__(self, session, record):
+        self._session = session
+        self._record = record
+
+    def run(self, output_names, feed, *args, **kwargs):
+        self._record(feed)
+        return self._session.run(output_names, feed, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def test_warmup_runs_both_graphs_at_several_batch_sizes(model, monkeypatch):
+    feeds = []
+    for attr in ("encoder_session", "decoder_session"):
+        monkeypatch.setattr(model, attr, RecordingSession(getattr(model, attr), feeds.append))
+    model.warmup(rounds=2)
+    # (input name, real rows, width) of every run; each run's input ends in pad_rows zero rows.
+    runs = Counter()
+    for feed in feeds:
+        ((name, array),) = feed.items()
+        assert array.dtype == np.float32
+        assert not array[array.shape[0] - model.pad_rows :].any()
+        runs[name, array.shape[0] - model.pad_rows, array.shape[1]] += 1
+    sizes = {rows for _, rows, _ in runs}
+    # Single-row calls are the commonest request, so they must be among the warmed sizes.
+    assert 1 in sizes
+    assert len(sizes) >= 2
+    # Every batch size ran `rounds` times on each graph, with that graph's input.
+    assert runs == {
+        **{("images", rows, model.image_size): 2 for rows in sizes},
+        **{("z", rows, model.latent_dim): 2 for rows in sizes},
+    }

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -299,43 +300,136 @@ def test_max_batch_size_is_respected_and_big_requests_are_split(model):
     assert sum(rows) == 2 * sum(sizes)
 
 
-def test_requests_one_loop_turn_behind_the_first_join_its_batch(model):
-    # The first call wakes the batcher; the others reach the queue one turn later, like
-    # handlers of requests the loop read in the same poll. With the default wait of 0 they
-    # must still share the first call's batch.
+def test_requests_scheduled_behind_the_batchers_wake_up_join_its_batch(model):
+    # Handlers of requests the event loop read together can be scheduled only after the first
+    # of them has queued its rows and woken the batcher. With the default wait of 0 (no timer)
+    # they must still share the first call's ONNX Runtime call.
     observer = RecordingObserver()
+    sizes = (1, 2, 3)
 
     async def scenario(service):
-        async def late(n):
-            await asyncio.sleep(0)
-            return await service.decode(latents(n, n))
+        late = []
 
-        await asyncio.gather(service.decode(latents(1, 0)), late(2), late(3))
+        def schedule_late_handlers():
+            late.extend(asyncio.create_task(service.decode(latents(n, n))) for n in sizes[1:])
 
-    serve(model, scenario, observer=observer)
-    assert observer.batches == [("decoder", 6, 3)]
+        first = asyncio.create_task(service.decode(latents(sizes[0], sizes[0])))
+        # Callbacks run in the order they are scheduled: this one runs after `first` has
+        # started (queued its rows, woken the batcher), before the batcher runs, and the
+        # handlers it creates are scheduled behind the batcher's wake-up.
+        asyncio.get_running_loop().call_soon(schedule_late_handlers)
+        return [await first, *await asyncio.gather(*late)]
+
+    results = serve(model, scenario, observer=observer)
+    assert observer.batches == [("decoder", sum(sizes), len(sizes))]
+    for got, n in zip(results, sizes, strict=True):
+        np.testing.assert_array_equal(got, model.run_decoder(latents(n, n)))
 
 
-def test_a_cancelled_batcher_fails_the_requests_it_took():
+class HeldRun:
+    """A run function for a bare MicroBatcher that records each call's request contexts and
+    holds every call in the executor thread until `release`, so a test knows for certain
+    that the batcher is inside a call (``running``) without counting event-loop turns."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.calls: list[list[object]] = []
+        self.running = asyncio.Event()
+        self._released = threading.Event()
+
+    def __call__(self, padded, n, parts):
+        self.calls.append([context for _, context in parts])
+        self.loop.call_soon_threadsafe(self.running.set)
+        # The bound only keeps a broken test from holding the thread for good.
+        if not self._released.wait(timeout=60):
+            raise RuntimeError("the test never released the run")
+        return [padded[:n]]
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def held_batcher(run: HeldRun, executor) -> MicroBatcher:
+    # inline_max_rows 0: every call goes to the executor, so the loop stays free while held.
+    return MicroBatcher(
+        "decoder",
+        run,
+        pad_rows=1,
+        max_batch_size=8,
+        max_wait_ms=0.0,
+        executor=executor,
+        observer=NULL_OBSERVER,
+        inline_max_rows=0,
+    )
+
+
+def rows_of(value: float, n: int = 1) -> np.ndarray:
+    return np.full((n, 4), value, np.float32)
+
+
+async def settle(tasks):
+    """Wait for ``tasks``; the bound turns a caller left waiting forever into a failure."""
+    done, pending = await asyncio.wait(tasks, timeout=30)
+    assert not pending, "callers were left waiting"
+    return done
+
+
+def test_a_batcher_cancelled_while_holding_requests_fails_every_caller():
+    # A shutdown that stops waiting for the batcher (stop() under a deadline already past)
+    # cancels its worker mid-call. The caller whose rows are in that call and the caller still
+    # queued must both get ModelNotReady instead of waiting forever.
     async def main():
+        run = HeldRun()
         with ThreadPoolExecutor(1) as executor:
-            batcher = MicroBatcher(
-                "decoder",
-                lambda padded, n, parts: [padded[:n]],
-                pad_rows=1,
-                max_batch_size=8,
-                max_wait_ms=0.0,
-                executor=executor,
-                observer=NULL_OBSERVER,
-                inline_max_rows=8,
-            )
+            batcher = held_batcher(run, executor)
             batcher.start()
-            call = asyncio.ensure_future(batcher.submit(np.zeros((1, 4), np.float32)))
-            await asyncio.sleep(0)  # the call queues its rows and wakes the worker
-            await asyncio.sleep(0)  # the worker takes them, then yields its turn
-            batcher._task.cancel()
-            with pytest.raises(ModelNotReady):
-                await asyncio.wait_for(call, 5)
+            try:
+                in_call = asyncio.create_task(batcher.submit(rows_of(1.0), "in call"))
+                await run.running.wait()
+
+                async def stop_without_waiting():
+                    async with asyncio.timeout(0):
+                        await batcher.stop()
+
+                # Tasks start in the order they were created: `queued` submits before the stop.
+                queued = asyncio.create_task(batcher.submit(rows_of(2.0), "queued"))
+                stopper = asyncio.create_task(stop_without_waiting())
+                with pytest.raises(TimeoutError):
+                    await stopper
+                await settle({in_call, queued})
+                for caller in (in_call, queued):
+                    with pytest.raises(ModelNotReady):
+                        caller.result()
+                assert run.calls == [["in call"]]
+            finally:
+                run.release()
+
+    asyncio.run(main())
+
+
+def test_a_caller_that_gives_up_costs_no_compute_and_the_batcher_keeps_serving():
+    # A caller's own timeout cancels its wait while its rows are queued: they must not be
+    # computed, and the callers around it still get their own rows back.
+    async def main():
+        run = HeldRun()
+        with ThreadPoolExecutor(1) as executor:
+            batcher = held_batcher(run, executor)
+            batcher.start()
+            try:
+                first = asyncio.create_task(batcher.submit(rows_of(1.0), "first"))
+                await run.running.wait()
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0):  # gives up once its rows are queued
+                        await batcher.submit(rows_of(2.0, 2), "gave up")
+                after = asyncio.create_task(batcher.submit(rows_of(3.0, 3), "after"))
+                run.release()
+                await settle({first, after})
+                np.testing.assert_array_equal(first.result()[0], rows_of(1.0))
+                np.testing.assert_array_equal(after.result()[0], rows_of(3.0, 3))
+                assert run.calls == [["first"], ["after"]]
+            finally:
+                run.release()
+                await batcher.stop()
 
     asyncio.run(main())
 
@@ -360,6 +454,46 @@ def test_inference_errors_reach_every_waiting_caller(tmp_path):
     serve(broken, scenario)
 
 
+class RecordingSession:
+    """A real ONNX Runtime session that also calls ``record(feed)`` before every run."""
+
+    def __init__(self, session, record):
+        self._session = session
+        self._record = record
+
+    def run(self, output_names, feed, *args, **kwargs):
+        self._record(feed)
+        return self._session.run(output_names, feed, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def test_start_warms_both_graphs_before_reporting_ready(model, monkeypatch):
+    service = VAEService(model)
+    runs = []  # (graph, service.ready at that moment)
+    for graph in ("encoder", "decoder"):
+        attr = f"{graph}_session"
+
+        def record(feed, graph=graph):
+            runs.append((graph, service.ready))
+
+        monkeypatch.setattr(model, attr, RecordingSession(getattr(model, attr), record))
+
+    async def main():
+        await service.start()
+        try:
+            assert service.ready
+            return list(runs)
+        finally:
+            await service.stop()
+
+    # Before any request: only the warm-up can have run the graphs.
+    warm = asyncio.run(main())
+    assert {graph for graph, _ in warm} == {"encoder", "decoder"}
+    assert not any(ready for _, ready in warm)
+
+
 def test_calls_before_start_and_after_stop_are_refused(model):
     async def scenario():
         service = VAEService(model)
@@ -380,30 +514,46 @@ def test_stop_finishes_queued_requests(model):
     async def scenario():
         service = VAEService(model)
         await service.start()
-        tasks = [asyncio.create_task(service.decode(latents(2, i))) for i in range(10)]
-        await asyncio.sleep(0)  # let every task enqueue
-        await service.stop()
-        results = await asyncio.gather(*tasks)
-        assert all(r.shape == (2, 784) for r in results)
+        # Both graphs: the stop reaches each batcher at a different point of its work.
+        encodes = [asyncio.create_task(service.encode_mean(images(2, i))) for i in range(5)]
+        decodes = [asyncio.create_task(service.decode(latents(2, i))) for i in range(5)]
+        # Tasks start in the order they were created: every call is queued before the stop.
+        stopper = asyncio.create_task(service.stop())
+        means = await asyncio.gather(*encodes)
+        decoded = await asyncio.gather(*decodes)
+        await stopper
+        assert not service.ready
+        for i in range(5):
+            np.testing.assert_array_equal(means[i], model.run_encoder(images(2, i))[0])
+            np.testing.assert_array_equal(decoded[i], model.run_decoder(latents(2, i)))
 
     asyncio.run(scenario())
 
 
-def test_observer_failure_does_not_fail_inference(model):
+@pytest.mark.parametrize("enabled", [True, False], ids=["batched", "unbatched"])
+def test_a_failing_observer_is_called_logged_and_does_not_fail_inference(model, enabled, caplog):
     class Broken:
+        def __init__(self):
+            self.calls = []
+
         def inference(self, *args):
+            self.calls.append("inference")
             raise ValueError("metrics down")
 
         def queued(self, *args):
+            self.calls.append("queued")
             raise ValueError("metrics down")
 
-    for enabled in (True, False):
+    async def scenario(service):
+        return await service.decode(latents(1, 0))
 
-        async def scenario(service):
-            return await service.decode(latents(1, 0))
-
-        result = serve(model, scenario, observer=Broken(), batching=BatchingOptions(enabled))
-        assert result.shape == (1, 784)
+    observer = Broken()
+    with caplog.at_level(logging.ERROR, logger="service.runtime"):
+        result = serve(model, scenario, observer=observer, batching=BatchingOptions(enabled))
+    # The hook really ran (and failed) on this call, and the caller still got its images.
+    assert "queued" in observer.calls
+    assert "inference observer failed" in caplog.text
+    np.testing.assert_array_equal(result, model.run_decoder(latents(1, 0)))
 
 
 @pytest.mark.parametrize(
