@@ -23,12 +23,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.config import MULTIPROC_ENV, Settings
 from service.runtime.errors import ModelLoadError
 from service.runtime.providers import resolve_providers
 from vae_manifest import ManifestError, load_manifest
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # same name as service.api.metrics, imported late
 EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
 

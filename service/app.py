@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     key = settings.api_key_value
     protected = [Depends(api_key_guard(key))] if key else []
     # Routes go on the app's own router, not through `include_router`: an included router is
-    # matched as a branch and then again inside it (in-process /healthz 66 instead of 73 us).
+    # matched as a branch and then again inside it, which every request pays for.
     app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
     routes = route_contracts(settings)

@@ -25,6 +25,9 @@ from service.runtime.options import (
 )
 
 ENV_PREFIX = "VAE_"
+# prometheus_client's multiprocess directory variable; the launcher sets it before any worker
+# imports prometheus_client, so it is named here, where both can read it without that import.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def available_cores() -> int:

@@ -38,6 +38,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_path_option(p: argparse.ArgumentParser, flag: str, default: Path, what: str) -> None:
+    p.add_argument(flag, type=Path, default=default, help=f"{what} (default %(default)s)")
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -133,26 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model.json (parity-checked)")
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=_default_checkpoint(DEFAULT_NAME),
-        help="the checkpoint that `train` wrote (default %(default)s)",
+    _add_path_option(
+        p, "--checkpoint", _default_checkpoint(DEFAULT_NAME), "the checkpoint that `train` wrote"
     )
-    p.add_argument(
+    _add_path_option(
+        p,
         "--model-dir",
-        type=Path,
-        default=_default_model_dir(DEFAULT_NAME),
-        help="where encoder.onnx, decoder.onnx and model.json go (default %(default)s)",
+        _default_model_dir(DEFAULT_NAME),
+        "where encoder.onnx, decoder.onnx and model.json go",
     )
     _add_data_options(p)
 
     p = sub.add_parser("evaluate", help="measure a model directory and write its report/")
-    p.add_argument(
-        "--model-dir",
-        type=Path,
-        default=_default_model_dir(DEFAULT_NAME),
-        help="the exported model to measure (default %(default)s)",
+    _add_path_option(
+        p, "--model-dir", _default_model_dir(DEFAULT_NAME), "the exported model to measure"
     )
     p.add_argument(
         "--checkpoint",

@@ -5,7 +5,7 @@ simdjson fast path, which answers only when the body is valid and otherwise hand
 full path (orjson), the one that names every problem. A property test holds the two to the
 same answers.
 
-The parsed JSON (a Python float object per number: ~1.6 MB for 64 images) must not live while
+The parsed JSON (a Python float object per number, megabytes for 64 images) must not live while
 a request awaits inference: with many requests in flight it would multiply the worker's
 memory. These readers parse and convert in one go, and keep only the numpy arrays.
 """
@@ -34,8 +34,7 @@ def encode_json_fast(body: bytes, rules: RequestRules) -> EncodeBody | None:
 
 
 def encode_json_full(body: bytes, rules: RequestRules) -> EncodeBody:
-    obj = jsonc.parse_object(body)
-    jsonc.reject_unknown(obj, rules.names)
+    obj = jsonc.parse_request(body, rules)
     images = jsonc.images_from_json(obj, rules["images"], numbers=jsonc.numbers_only(body, obj))
     return images, jsonc.int_field(obj, rules["seed"])
 
@@ -50,8 +49,7 @@ def decode_json_fast(body: bytes, rules: RequestRules, latent_dim: int) -> np.nd
 
 
 def decode_json_full(body: bytes, rules: RequestRules, latent_dim: int) -> np.ndarray:
-    obj = jsonc.parse_object(body)
-    jsonc.reject_unknown(obj, rules.names)
+    obj = jsonc.parse_request(body, rules)
     return jsonc.latents_from_json(obj, rules["z"], latent_dim)
 
 

@@ -65,7 +65,7 @@ class RequestObserver:
                 request_id = value.decode()
                 break
         if request_id is None:
-            request_id = os.urandom(16).hex()  # as unique as uuid4().hex, ~5x cheaper
+            request_id = os.urandom(16).hex()  # as unique as uuid4().hex, and cheaper
         scope[REQUEST_ID_KEY] = request_id
         state: dict[str, Any] = {"status": 500, "started": False, "error_code": None}
         rid_header = (b"x-request-id", request_id.encode())

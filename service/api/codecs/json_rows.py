@@ -1,7 +1,8 @@
 """A fast path for the common JSON body, `{"<field>": [[numbers], ...], "<int field>": int}`.
 
 orjson builds one Python float per number before numpy sees it; simdjson's `as_buffer` hands
-every row to numpy as one buffer of raw doubles instead (about 2x faster on a 64-image body).
+every row to numpy as one buffer of raw doubles instead (the README's performance section
+has the measured gain).
 The path only answers for well-formed, valid bodies and returns None for anything else, so the
 full parser in `codecs.json` keeps every error message exactly as it was.
 """
@@ -59,8 +60,8 @@ def parse_rows(
 
 
 def _has_brackets(body: bytes, count: int) -> bool:
-    """Exactly `count` `[` in `body`. Each find() of one byte is a memchr: one image 2.0 ->
-    0.45 us against bytes.count, 64 images 32 -> 12 us against numpy's compare."""
+    """Exactly `count` `[` in `body`. Each find() of one byte is a memchr, cheaper than
+    bytes.count or a numpy comparison for bodies of one image and of 64."""
     at = -1
     for _ in range(count):
         at = body.find(b"[", at + 1)

@@ -167,8 +167,7 @@ def add_inference_routes(
         with z ~ N(0, temperature^2 I). `Accept: image/png` answers a grid."""
         _, answer, body, service = await _read(request, sample_route)
         rules = sample_route.rules
-        obj = jsonc.parse_object(body)
-        jsonc.reject_unknown(obj, rules.names)
+        obj = jsonc.parse_request(body, rules)
         n = jsonc.int_field(obj, rules["n"])
         assert n is not None  # not nullable
         result = await service.sample(
@@ -189,8 +188,7 @@ def add_inference_routes(
         `Accept: image/gif` an animated GIF with one frame per step."""
         _, answer, body, service = await _read(request, interpolate_route)
         rules = interpolate_route.rules
-        obj = jsonc.parse_object(body)
-        jsonc.reject_unknown(obj, rules.names)
+        obj = jsonc.parse_request(body, rules)
         steps = jsonc.int_field(obj, rules["steps"])
         assert steps is not None  # not nullable
         method = jsonc.choice_field(obj, rules["method"])
