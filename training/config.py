@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     device: Device = "auto"
     # One CPU thread: results then do not depend on the machine's core count, and for a model
-    # this small it is also the fastest on a busy machine (2 threads measured 5-10x slower).
+    # this small it is also the fastest on a busy machine (more threads measured slower).
     threads: int = 1
 
     def __post_init__(self) -> None:
