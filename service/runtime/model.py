@@ -37,6 +37,10 @@ _GRAPH_OPTIMIZATION = {
 }
 
 
+# Array kinds that hold numbers: float, signed and unsigned integers (not bool, not objects).
+NUMERIC_KINDS = "fiu"
+
+
 def ort_session_options(options: SessionOptions) -> ort.SessionOptions:
     """Translate our options into ONNX Runtime's."""
     so = ort.SessionOptions()
@@ -56,7 +60,7 @@ def numeric_array(value: object, field: str) -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(field, f"must be a numeric array: {exc}") from None
-    if array.dtype.kind not in "fiu":
+    if array.dtype.kind not in NUMERIC_KINDS:
         raise InvalidInput(field, f"must contain numbers, got dtype {array.dtype}")
     return array
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
@@ -30,7 +30,7 @@ class SessionOptions:
             raise ValueError("providers must name at least one execution provider")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ValueError("thread counts must be >= 0 (0 = ONNX Runtime default)")
-        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+        if self.graph_optimization not in get_args(GraphOptimization):
             raise ValueError(f"unknown graph_optimization {self.graph_optimization!r}")
 
 

@@ -80,11 +80,14 @@ def test_slerp_falls_back_to_linear_for_degenerate_ends(a, b):
     np.testing.assert_allclose(path, linear(a, b, 6), rtol=1e-6, atol=1e-7)
 
 
-def test_non_finite_ends_do_not_crash():
+def test_non_finite_ends_give_a_path_that_keeps_them_exactly():
     a = np.array([np.nan, 1.0], np.float32)
     b = np.array([np.inf, 0.0], np.float32)
     for method in METHODS.values():
-        assert method(a, b, 3).shape == (3, 2)
+        path = method(a, b, 3)
+        assert (path.shape, path.dtype) == ((3, 2), np.float32)
+        np.testing.assert_array_equal(path[0], a)  # NaN where a has NaN
+        np.testing.assert_array_equal(path[-1], b)
 
 
 @pytest.mark.parametrize("steps", [1, 0, -3, 2.5, True])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Array kinds that hold numbers: float, signed and unsigned integers (not bool, not objects).
-NUMERIC_KINDS = "fiu"
+from service.runtime.model import NUMERIC_KINDS
+
+__all__ = ["NUMERIC_KINDS", "as_float32"]
 
 
 def as_float32(arr: np.ndarray) -> np.ndarray:
