@@ -138,4 +138,6 @@ def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers (`service.app:create_app_from_env`); tunes this worker
     process's garbage collector (not done in `create_app`, which tests call in-process)."""
     tune_worker_gc()
+    # Warnings (numpy's included) become log records: one JSON line each, never raw stderr.
+    logging.captureWarnings(True)
     return create_app(Settings())

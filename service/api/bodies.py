@@ -24,9 +24,7 @@ EncodeBody = tuple[np.ndarray, int | None]  # images (n, 784), the body's seed (
 
 
 def encode_json_fast(body: bytes, rules: RequestRules) -> EncodeBody | None:
-    fast = json_rows.parse_rows(
-        body, rules["images"], jsonc.IMAGE_SIZE, (rules["seed"],), unit_range=True
-    )
+    fast = json_rows.parse_rows(body, rules["images"], jsonc.IMAGE_SIZE, (rules["seed"],))
     if fast is None:
         return None
     images, ints = fast
@@ -67,7 +65,7 @@ def binary_rows(
     width: int,
 ) -> np.ndarray:
     """An `.npy` or raw float32 body as (n, width) rows of `field`, held to its rule's count
-    (images: in [0, 1] and (n, 28, 28) accepted too; latents: finite)."""
+    and item bounds (images: in [0, 1], and (n, 28, 28) accepted too)."""
     arr = npy.read_npy(body, field) if media == NPY else npy.read_raw(body, shape_header, field)
     shape = list(arr.shape)
     side = png.IMAGE_SIDE
@@ -87,5 +85,5 @@ def binary_rows(
     if images:
         jsonc.check_unit_range(arr, field)
     else:
-        jsonc.check_finite(arr, field)
+        jsonc.check_within(arr, rule, field)
     return arr

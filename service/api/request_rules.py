@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
@@ -32,6 +32,8 @@ class FieldRule:
     min_items: int | None = None
     max_items: int | None = None
     choices: tuple[str, ...] | None = None  # a Literal of strings
+    item_lo: float | None = None  # bounds of every number inside a list field
+    item_hi: float | None = None
 
     def given(self, body: dict[str, Any]) -> bool:
         """Whether the client set this field (a null counts only where null is not allowed)."""
@@ -65,6 +67,32 @@ def _choices(annotation: Any) -> tuple[str, ...] | None:
     return None
 
 
+def _bound(bounds: dict[str, Any], key: str, value: float, name: str) -> None:
+    if bounds.setdefault(key, value) != value:
+        raise TypeError(f"{name}: items declare two different bounds ({key})")
+
+
+def _item_bounds(name: str, annotation: Any) -> dict[str, Any]:
+    """The bounds an `Annotated[float, Ge(..), Le(..)]` inside a list type puts on its items."""
+    bounds: dict[str, Any] = {}
+    stack = [annotation]
+    while stack:
+        node = stack.pop()
+        if get_origin(node) is Annotated:
+            base, *metadata = get_args(node)
+            for item in metadata:
+                if isinstance(item, annotated_types.Ge):
+                    _bound(bounds, "item_lo", item.ge, name)
+                elif isinstance(item, annotated_types.Le):
+                    _bound(bounds, "item_hi", item.le, name)
+                else:
+                    raise TypeError(f"{name}: item constraint {item!r} has no rule")
+            stack.append(base)
+        else:
+            stack.extend(get_args(node))
+    return bounds
+
+
 def field_rule(name: str, info: FieldInfo) -> FieldRule:
     """The rule of one pydantic field; a constraint it cannot express is an error, so no
     declared bound is ever dropped on the way to the readers."""
@@ -88,6 +116,7 @@ def field_rule(name: str, info: FieldInfo) -> FieldRule:
         nullable=_nullable(info.annotation),
         choices=_choices(info.annotation),
         **bounds,
+        **_item_bounds(name, info.annotation),
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Le
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +20,12 @@ from service.config import Settings
 from service.runtime.interpolation import METHODS
 from service.runtime.service import MAX_SEED
 
-ImageJSON = list[float] | list[list[float]] | str
+# The prior is N(0, I): a latent coordinate beyond this bound is no latent the model has seen
+# (and values near float32's limit overflow inside the decoder).
+LATENT_BOUND = 1000.0
+Pixel = Annotated[float, Ge(0.0), Le(1.0)]
+Latent = Annotated[float, Ge(-LATENT_BOUND), Le(LATENT_BOUND)]
+ImageJSON = list[Pixel] | list[list[Pixel]] | str
 # The runtime's interpolation methods, as the one Literal the request accepts.
 Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 IMAGE_DOC = (
@@ -77,7 +83,7 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
 
     class DecodeRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        z: list[list[float]] = Field(
+        z: list[list[Latent]] = Field(
             min_length=1,
             max_length=settings.max_images,
             description=f"1 to {settings.max_images} latent vectors of d numbers each "
@@ -100,11 +106,11 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
         start: ImageJSON | None = Field(
             None, description=f"Start image (or give `start_z`). {IMAGE_DOC}"
         )
-        start_z: list[float] | None = Field(
+        start_z: list[Latent] | None = Field(
             None, description="Start latent of d numbers (or give `start`)."
         )
         end: ImageJSON | None = Field(None, description="End image (or give `end_z`).")
-        end_z: list[float] | None = Field(
+        end_z: list[Latent] | None = Field(
             None, description="End latent of d numbers (or give `end`)."
         )
         steps: int = Field(

@@ -22,3 +22,8 @@ class ModelNotReady(VAEError):  # noqa: N818 (name fixed by the runtime interfac
 
 class ModelLoadError(VAEError):
     """The model directory cannot be served: manifest, sha256, graph or session problems."""
+
+
+class NonFiniteOutput(VAEError):  # noqa: N818 (named like its siblings)
+    """A graph produced NaN or infinity: never answered as a result (the last guard behind the
+    API's bounds on its inputs)."""

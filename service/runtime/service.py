@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run
-from service.runtime.errors import InvalidInput, ModelNotReady
+from service.runtime.errors import InvalidInput, ModelNotReady, NonFiniteOutput
 from service.runtime.interpolation import METHODS
 from service.runtime.model import VAEModel, numeric_array, padded_input
 from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
@@ -64,6 +64,14 @@ def _standard_normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     # float64 draws (cast after) match np.random.default_rng(seed).standard_normal(shape),
     # so a client can reproduce the noise with plain numpy.
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _finite(graph: Graph, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The outputs, unless one holds NaN or infinity: a caller never gets those as a result."""
+    for out in outputs:
+        if not np.isfinite(out).all():
+            raise NonFiniteOutput(f"the {graph} produced non-finite values")
+    return list(outputs)
 
 
 class SeededNoise:
@@ -181,7 +189,7 @@ class VAEService:
             raise ModelNotReady("the model is not loaded and warm yet")
         batcher = self._encoder_batcher if graph == "encoder" else self._decoder_batcher
         if batcher is not None:
-            return await batcher.submit(rows, noise)
+            return _finite(graph, await batcher.submit(rows, noise))
         # Unbatched calls always take the executor: run on the loop one per request, they
         # block it for every call in turn, and some connections wait far longer (the p99).
         run = self._encode_padded if graph == "encoder" else self._decode_padded
@@ -195,7 +203,7 @@ class VAEService:
             self.observer.inference(graph, n, 1, seconds)
         except Exception:
             logger.exception("inference observer failed")
-        return outputs
+        return _finite(graph, outputs)
 
     async def encode(self, images: np.ndarray, seed: int | None = None) -> EncodeResult:
         """mu, sigma and one sample z = mu + sigma * w, w ~ N(0, I) from this call's seed."""

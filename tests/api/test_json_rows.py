@@ -14,13 +14,21 @@ from service.api.request_rules import FieldRule
 SEED = (FieldRule("seed", required=False, default=None, nullable=True, lo=0, hi=2**64 - 1),)
 
 
-def rows(name: str, max_items: int = 256) -> FieldRule:
+def rows(name: str, max_items: int = 256, bounds: tuple[float, float] | None = None) -> FieldRule:
+    lo, hi = bounds or (None, None)
     return FieldRule(
-        name, required=True, default=None, nullable=False, min_items=1, max_items=max_items
+        name,
+        required=True,
+        default=None,
+        nullable=False,
+        min_items=1,
+        max_items=max_items,
+        item_lo=lo,
+        item_hi=hi,
     )
 
 
-IMAGES, Z = rows("images"), rows("z")
+IMAGES, Z = rows("images", bounds=(0.0, 1.0)), rows("z")
 
 
 def _images(n: int, seed: int = 0) -> list[list[float]]:
@@ -30,7 +38,7 @@ def _images(n: int, seed: int = 0) -> list[list[float]]:
 @pytest.mark.parametrize("n", [1, 3, 64])
 def test_valid_images_match_the_full_path(n):
     body = orjson.dumps({"images": _images(n), "seed": 7})
-    fast = parse_rows(body, IMAGES, 784, SEED, unit_range=True)
+    fast = parse_rows(body, IMAGES, 784, SEED)
     assert fast is not None
     rows, ints = fast
     full = jsonc.images_from_json(orjson.loads(body), IMAGES)
@@ -82,15 +90,15 @@ def test_negative_zero_is_a_valid_pixel_on_both_paths():
     image = [0.5] * 784
     image[3] = -0.0
     body = orjson.dumps({"images": [image]})
-    rows, _ = parse_rows(body, IMAGES, 784, unit_range=True)
+    rows, _ = parse_rows(body, IMAGES, 784)
     full = jsonc.images_from_json(orjson.loads(body), IMAGES)
     np.testing.assert_array_equal(rows, full)
     np.testing.assert_array_equal(rows, [image])
 
 
 def test_images_outside_the_unit_range_fall_through():
-    assert parse_rows(b'{"images": [[0.5, 1.5]]}', IMAGES, 2, unit_range=True) is None
-    assert parse_rows(b'{"images": [[0.5, 1.0]]}', IMAGES, 2, unit_range=True) is not None
+    assert parse_rows(b'{"images": [[0.5, 1.5]]}', IMAGES, 2) is None
+    assert parse_rows(b'{"images": [[0.5, 1.0]]}', IMAGES, 2) is not None
 
 
 def test_more_rows_than_the_limit_fall_through():

@@ -110,8 +110,26 @@ def test_each_field_is_held_to_its_declared_bounds(limited, route, rule):
             assert _post(limited, route, _with(route, rule.name, choice)).status_code == 200
         _assert_refused(_post(limited, route, _with(route, rule.name, "no-such")), rule.name)
         checked += 1
+    for bound, step in ((rule.item_lo, -1), (rule.item_hi, 1)):
+        if bound is None:
+            continue
+        value = VALID[route][rule.name]
+        beyond = _replace_first_number(value, bound + step)
+        response = _post(limited, route, _with(route, rule.name, beyond))
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"].startswith(rule.name)
+        at = _post(limited, route, _with(route, rule.name, _replace_first_number(value, bound)))
+        assert at.status_code == 200, at.text
+        checked += 1
     if not checked:
         pytest.skip(f"{rule.name} declares no bounds")
+
+
+def _replace_first_number(value: Any, number: float) -> Any:
+    """`value` (numbers in nested lists) with its first number replaced."""
+    if isinstance(value, list):
+        return [_replace_first_number(value[0], number), *value[1:]]
+    return number
 
 
 @pytest.mark.parametrize(("route", "rule"), _fields(), ids=lambda v: getattr(v, "name", v))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.runtime.batching import MicroBatcher
-from service.runtime.errors import InvalidInput, ModelNotReady
+from service.runtime.errors import InvalidInput, ModelNotReady, NonFiniteOutput
 from service.runtime.model import VAEModel
 from service.runtime.observer import NULL_OBSERVER
 from service.runtime.options import BatchingOptions
@@ -610,3 +610,17 @@ def test_default_model_serves_reproducibly(default_model_dir):
     assert_same(together, again)
     assert together[0].mu.shape == (1, d)
     assert together[-1].images.shape == (2, 784)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("enabled", [True, False], ids=["batched", "unbatched"])
+def test_non_finite_outputs_are_never_returned(model, bad, enabled):
+    async def scenario(service):
+        z = latents(2, 0)
+        z[1, 0] = bad
+        with pytest.raises(NonFiniteOutput, match="decoder"):
+            await service.decode(z)
+        return await service.decode(latents(2, 0))  # and the service carries on
+
+    images = serve(model, scenario, batching=BatchingOptions(enabled=enabled))
+    np.testing.assert_array_equal(images, model.run_decoder(latents(2, 0)))

@@ -131,6 +131,24 @@ def in_unit_range(arr: np.ndarray) -> bool:
     return bool(arr.min() >= 0.0 and arr.max() <= 1.0)
 
 
+def check_within(arr: np.ndarray, rule: FieldRule, field: str, *, rows: bool = True) -> None:
+    """Finite, and within the bounds `rule` declares for its items."""
+    check_finite(arr, field, rows=rows)
+    lo, hi = rule.item_lo, rule.item_hi
+    bad = np.zeros(arr.shape, bool)
+    if lo is not None:
+        bad |= arr < lo
+    if hi is not None:
+        bad |= arr > hi
+    if bad.any():
+        row = _first_bad_row(bad)
+        value = float(arr.reshape(arr.shape[0], -1)[row][bad.reshape(arr.shape[0], -1)[row]][0])
+        raise invalid(
+            _item(field, row, rows),
+            f"values must be within [{_number(lo)}, {_number(hi)}]; found {value:g}",
+        )
+
+
 def check_unit_range(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
     # The fast check proves the common case; the slower ones below only name the problem.
     if in_unit_range(arr):
@@ -237,22 +255,26 @@ def latents_from_json(body: dict[str, Any], rule: FieldRule, latent_dim: int) ->
     arr = _numeric_or_none(items)
     if arr is not None and arr.shape == (len(items), latent_dim):
         out = as_float32(arr)
-        check_finite(out, field)
+        check_within(out, rule, field)
         return out
     # Slow path: find the first bad item and say what is wrong with it.
     for i, item in enumerate(items):
-        latent_from_json(item, f"{field}[{i}]", latent_dim)
+        latent_from_json(item, rule, latent_dim, f"{field}[{i}]")
     raise invalid(field, f"must be a list of lists of {latent_dim} numbers")
 
 
-def latent_from_json(value: Any, field: str, latent_dim: int) -> np.ndarray:
-    """One latent vector -> (latent_dim,)."""
+def latent_from_json(
+    value: Any, rule: FieldRule, latent_dim: int, field: str | None = None
+) -> np.ndarray:
+    """One latent vector -> (latent_dim,), within `rule`'s item bounds (`field`: its name in
+    messages, the rule's by default)."""
+    field = field or rule.name
     if not isinstance(value, list):
         raise invalid(field, f"must be a list of {latent_dim} numbers; got {describe(value)}")
     arr = _numeric(value, field)
     if arr.shape != (latent_dim,):
         raise invalid(field, f"must be a list of {latent_dim} numbers; got shape {list(arr.shape)}")
-    check_finite(arr.reshape(1, -1), field, rows=False)
+    check_within(arr.reshape(1, -1), rule, field, rows=False)
     return arr
 
 

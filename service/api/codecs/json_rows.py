@@ -29,14 +29,9 @@ def parse_rows(
     rows: FieldRule,
     width: int,
     int_fields: tuple[FieldRule, ...] = (),
-    *,
-    unit_range: bool = False,
 ) -> tuple[np.ndarray, dict[str, int]] | None:
     """(the `rows` field as (n, width) float32, the integer fields present), or None to use
-    the full path. Counts and integers are held to their rules' bounds.
-
-    `unit_range`: the values must lie in [0, 1] (images); otherwise they must be finite and fit
-    float32.
+    the full path. Counts, integers and the rows' values are held to their rules' bounds.
     """
     if not body or body.startswith(_BOM):  # simdjson skips a byte-order mark; orjson refuses it
         return None
@@ -49,14 +44,26 @@ def parse_rows(
     if buffer is None or not _has_brackets(body, 1 + n):
         return None
     values = np.frombuffer(buffer, np.float64)  # n * width of them: the guard rules out nesting
-    if unit_range:
-        if not in_unit_range(values):
-            return None
-    else:
-        magnitudes = np.abs(values)  # argmax, as in in_unit_range; NaN counts as the largest
-        if not magnitudes[magnitudes.argmax()] <= _FLOAT32_MAX:
-            return None
+    if not _within_items(values, rows):
+        return None
     return values.astype(np.float32).reshape(n, width), ints
+
+
+def _within_items(values: np.ndarray, rule: FieldRule) -> bool:
+    """Every value within the rule's item bounds (JSON numbers are finite: simdjson refuses
+    NaN, Infinity and numbers beyond float64). argmax/argmin, as in in_unit_range."""
+    lo, hi = rule.item_lo, rule.item_hi
+    if (lo, hi) == (0.0, 1.0):
+        return in_unit_range(values)
+    if hi is not None and not values[values.argmax()] <= hi:
+        return False
+    if lo is not None and not values[values.argmin()] >= lo:
+        return False
+    # Unbounded values must still fit float32, where the full path would make them infinite.
+    magnitudes = np.abs(values)
+    return (
+        bool(magnitudes[magnitudes.argmax()] <= _FLOAT32_MAX) if lo is None or hi is None else True
+    )
 
 
 def _has_brackets(body: bytes, count: int) -> bool:

@@ -204,7 +204,7 @@ def add_inference_routes(
                 )
             if has_z:
                 ends[side] = jsonc.latent_from_json(
-                    obj[f"{side}_z"], f"{side}_z", service.latent_dim
+                    obj[f"{side}_z"], rules[f"{side}_z"], service.latent_dim
                 )
             else:
                 to_encode.append((side, jsonc.image_from_json(obj[side], side, budget)))
