@@ -7,7 +7,8 @@ keeps plain in-memory metrics (cheaper per request) unless PROMETHEUS_MULTIPROC_
 stops accepting connections and lets in-flight requests finish (up to VAE_SHUTDOWN_TIMEOUT).
 
 Exit status: 0 after a requested stop, 2 for invalid settings, 3 when the model cannot be
-served (checked in the launcher first, so a broken model directory gives one clear line).
+served (loaded, checked and run once in the launcher first, so a broken model directory gives
+one clear line before any worker starts).
 """
 
 from __future__ import annotations
@@ -23,13 +24,33 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.config import MULTIPROC_ENV, Settings
+from service.config import MULTIPROC_ENV, Settings, session_options
 from service.runtime.errors import ModelLoadError
 from service.runtime.providers import resolve_providers
-from vae_manifest import ManifestError, load_manifest
 
 EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
+
+
+def _check_model(settings: Settings) -> None:
+    """Load the model exactly as a worker will (manifest, sha256s, sessions, graphs against
+    the manifest) and run it once, before any worker starts: a broken model is then one line
+    and exit 3, not a traceback per worker. The sessions are freed before the workers fork."""
+    from service.runtime.model import VAEModel
+
+    # Provider fall-back warnings would print here without our log format; the workers log
+    # them again, formatted.
+    logging.disable(logging.WARNING)
+    try:
+        model = VAEModel.load(settings.model_dir, session_options(settings))
+        model.warmup(rounds=1)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # anything ONNX Runtime raises while running the graphs
+        raise ModelLoadError(f"the model does not run: {type(exc).__name__}: {exc}") from None
+    finally:
+        logging.disable(logging.NOTSET)
+    del model
 
 
 def _prepare_metrics_dir() -> Path | None:
@@ -105,15 +126,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"invalid configuration:\n{exc}\n")
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     try:
-        load_manifest(settings.model_dir, verify=True)  # sha256s too; no ONNX Runtime needed
-    except ManifestError as exc:
-        sys.stderr.write(f"cannot serve {settings.model_dir}: {exc}\n")
-        raise SystemExit(EXIT_STARTUP_FAILURE) from None
-    try:
         resolve_providers(settings.provider_list)
     except ModelLoadError as exc:
         sys.stderr.write(f"invalid configuration: VAE_PROVIDERS: {exc}\n")
         raise SystemExit(EXIT_BAD_SETTINGS) from None
+    try:
+        _check_model(settings)
+    except ModelLoadError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever ONNX Runtime wrote
+        sys.stderr.write(f"cannot serve {settings.model_dir}: {message}\n")
+        raise SystemExit(EXIT_STARTUP_FAILURE) from None
 
     # One worker keeps its metrics in its own memory: multiprocess mode's file-backed values
     # cost a measurable share of a tiny request. Several workers need the shared directory.

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,18 @@ _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _LENGTH_FRAMED = frozenset({"1.0", "1.1"})
 # nginx's status for "the client closed the connection before the answer": metrics only.
 CLIENT_CLOSED_REQUEST = 499
+
+
+def _relative_locations(headers: Any) -> list[tuple[bytes, bytes]]:
+    """Redirects point at a path on this server: Starlette builds an absolute URL from the
+    client's Host header, which would reflect whatever host a client claims."""
+    out = []
+    for name, value in headers:
+        if name == b"location":
+            parts = urlsplit(value)
+            value = parts.path + (b"?" + parts.query if parts.query else b"")
+        out.append((name, value))
+    return out
 
 
 async def _send_error(send: Send, status: int, body: bytes, request_id: str | None) -> None:
@@ -73,8 +86,11 @@ class RequestObserver:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["started"] = True
-                state["status"] = message["status"]
-                message = {**message, "headers": [rid_header, *message.get("headers", ())]}
+                status = state["status"] = message["status"]
+                headers = message.get("headers", ())
+                if 300 <= status < 400:
+                    headers = _relative_locations(headers)
+                message = {**message, "headers": [rid_header, *headers]}
             await send(message)
 
         try:

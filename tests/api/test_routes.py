@@ -50,6 +50,7 @@ def test_routes_match_behind_a_root_path_and_only_their_own_path(tiny_model_dir)
         assert client.post("/vae/decode", json=z).status_code == 200
         slash = client.post("/vae/decode/", json=z, follow_redirects=False)
         assert slash.status_code == 307  # redirected to /decode, not answered as it
+        assert slash.headers["location"] == "/vae/decode"
         assert client.post("/vae/decodes", json=z).status_code == 404
         assert client.get("/vae/decode").status_code == 405
 

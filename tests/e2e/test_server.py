@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -203,6 +205,35 @@ def test_workers_that_fail_to_start_make_the_launcher_exit_3(tiny_model_dir, tmp
     assert result.returncode == 3
     assert "encoder.onnx: manifest shape of" in result.stderr
     assert not list(tmp_path.glob("vae-metrics-*")), "launcher left its metrics directory"
+
+
+def _rehashed(model_dir: Path, manifest: dict) -> None:
+    """Write `manifest` with sha256s that match the files as they now are."""
+    for graph in ("encoder", "decoder"):
+        data = (model_dir / manifest[graph]["file"]).read_bytes()
+        manifest[graph]["sha256"] = hashlib.sha256(data).hexdigest()
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("breakage", ["corrupt-onnx", "image-shape"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_broken_model_with_matching_checksums_is_one_line_and_exit_3_before_any_worker(
+    tiny_model_dir, tmp_path, breakage, workers
+):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    manifest = json.loads((model_dir / "model.json").read_text())
+    if breakage == "corrupt-onnx":
+        (model_dir / manifest["encoder"]["file"]).write_bytes(b"not an onnx graph" * 100)
+    else:
+        manifest["image_shape"] = [27, 27]
+    _rehashed(model_dir, manifest)
+    result = _run_to_exit(model_dir, tmp_path, workers=workers)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"cannot serve {model_dir}: ")
+    assert "encoder.onnx" in lines[0]
+    assert "Uvicorn running" not in result.stdout + result.stderr
 
 
 def test_unknown_provider_is_a_configuration_error_in_one_line(tiny_model_dir, tmp_path):

@@ -58,8 +58,12 @@ def _parse_header(body: bytes, field: str) -> _HeaderInfo:
         if reader is None:
             raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
         shape, fortran_order, dtype = reader(stream)
-    except Exception as exc:
-        raise invalid(field, f"not a valid .npy file: {exc}") from None
+    except Exception:
+        # numpy's message can quote the client's header, objects' reprs included: say what
+        # is expected instead of echoing what arrived.
+        raise invalid(
+            field, "not a valid .npy file: expected a format 1.0 or 2.0 header as np.save writes"
+        ) from None
     info = (shape, fortran_order, dtype, stream.tell())
     if prefix is not None and len(prefix) == stream.tell():
         if len(_parsed_headers) >= _MAX_CACHED_HEADERS:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.params import Depends
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from service.api.codecs.json import dumps
 from service.api.metrics import Metrics
@@ -39,7 +39,13 @@ def add_health_routes(router: APIRouter, metrics: Metrics) -> None:
         responses={503: {"description": "Still loading (or shutting down)."}},
     )(readyz)
 
-    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics (all workers)")
+    @router.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (all workers)",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
