@@ -11,6 +11,7 @@ from service.runtime import providers as providers_module
 from service.runtime.errors import InvalidInput, ModelLoadError
 from service.runtime.model import VAEModel, ort_session_options
 from service.runtime.options import SessionOptions
+from tests.fixtures.recording import RecordingSession
 from tests.fixtures.tiny_model import build_tiny_model
 from vae_manifest import sha256_file
 
@@ -217,21 +218,6 @@ def test_invalid_options_are_refused():
         SessionOptions(intra_op_threads=-1)
     with pytest.raises(ValueError, match="sequence"):
         SessionOptions(providers="auto")  # type: ignore[arg-type]
-
-
-class RecordingSession:
-    """A real ONNX Runtime session that also hands every feed it runs to ``record``."""
-
-    def __init__(self, session, record):
-        self._session = session
-        self._record = record
-
-    def run(self, output_names, feed, *args, **kwargs):
-        self._record(feed)
-        return self._session.run(output_names, feed, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
 
 
 def test_warmup_runs_both_graphs_at_several_batch_sizes(model, monkeypatch):

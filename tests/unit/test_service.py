@@ -1,6 +1,8 @@
 import asyncio
+import contextlib
 import logging
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -13,6 +15,7 @@ from service.runtime.model import VAEModel
 from service.runtime.observer import NULL_OBSERVER
 from service.runtime.options import BatchingOptions
 from service.runtime.service import VAEService
+from tests.fixtures.recording import RecordingSession
 from tests.fixtures.tiny_model import build_tiny_model
 
 D = 30
@@ -349,18 +352,30 @@ class HeldRun:
         self._released.set()
 
 
-def held_batcher(run: HeldRun, executor) -> MicroBatcher:
-    # inline_max_rows 0: every call goes to the executor, so the loop stays free while held.
-    return MicroBatcher(
-        "decoder",
-        run,
-        pad_rows=1,
-        max_batch_size=8,
-        max_wait_ms=0.0,
-        executor=executor,
-        observer=NULL_OBSERVER,
-        inline_max_rows=0,
-    )
+@contextlib.asynccontextmanager
+async def held_batcher() -> AsyncIterator[tuple[MicroBatcher, HeldRun]]:
+    """A started MicroBatcher on a HeldRun; released and stopped on the way out."""
+    run = HeldRun()
+    with ThreadPoolExecutor(1) as executor:
+        # inline_max_rows 0: every call goes to the executor, so the loop stays free while held.
+        batcher = MicroBatcher(
+            "decoder",
+            run,
+            pad_rows=1,
+            max_batch_size=8,
+            max_wait_ms=0.0,
+            executor=executor,
+            observer=NULL_OBSERVER,
+            inline_max_rows=0,
+        )
+        batcher.start()
+        try:
+            yield batcher, run
+        finally:
+            run.release()
+            # A test may already have cancelled the worker; awaiting it then re-raises that.
+            with contextlib.suppress(asyncio.CancelledError):
+                await batcher.stop()
 
 
 def rows_of(value: float, n: int = 1) -> np.ndarray:
@@ -379,30 +394,24 @@ def test_a_batcher_cancelled_while_holding_requests_fails_every_caller():
     # cancels its worker mid-call. The caller whose rows are in that call and the caller still
     # queued must both get ModelNotReady instead of waiting forever.
     async def main():
-        run = HeldRun()
-        with ThreadPoolExecutor(1) as executor:
-            batcher = held_batcher(run, executor)
-            batcher.start()
-            try:
-                in_call = asyncio.create_task(batcher.submit(rows_of(1.0), "in call"))
-                await run.running.wait()
+        async with held_batcher() as (batcher, run):
+            in_call = asyncio.create_task(batcher.submit(rows_of(1.0), "in call"))
+            await run.running.wait()
 
-                async def stop_without_waiting():
-                    async with asyncio.timeout(0):
-                        await batcher.stop()
+            async def stop_without_waiting():
+                async with asyncio.timeout(0):
+                    await batcher.stop()
 
-                # Tasks start in the order they were created: `queued` submits before the stop.
-                queued = asyncio.create_task(batcher.submit(rows_of(2.0), "queued"))
-                stopper = asyncio.create_task(stop_without_waiting())
-                with pytest.raises(TimeoutError):
-                    await stopper
-                await settle({in_call, queued})
-                for caller in (in_call, queued):
-                    with pytest.raises(ModelNotReady):
-                        caller.result()
-                assert run.calls == [["in call"]]
-            finally:
-                run.release()
+            # Tasks start in the order they were created: `queued` submits before the stop.
+            queued = asyncio.create_task(batcher.submit(rows_of(2.0), "queued"))
+            stopper = asyncio.create_task(stop_without_waiting())
+            with pytest.raises(TimeoutError):
+                await stopper
+            await settle({in_call, queued})
+            for caller in (in_call, queued):
+                with pytest.raises(ModelNotReady):
+                    caller.result()
+            assert run.calls == [["in call"]]
 
     asyncio.run(main())
 
@@ -411,25 +420,18 @@ def test_a_caller_that_gives_up_costs_no_compute_and_the_batcher_keeps_serving()
     # A caller's own timeout cancels its wait while its rows are queued: they must not be
     # computed, and the callers around it still get their own rows back.
     async def main():
-        run = HeldRun()
-        with ThreadPoolExecutor(1) as executor:
-            batcher = held_batcher(run, executor)
-            batcher.start()
-            try:
-                first = asyncio.create_task(batcher.submit(rows_of(1.0), "first"))
-                await run.running.wait()
-                with pytest.raises(TimeoutError):
-                    async with asyncio.timeout(0):  # gives up once its rows are queued
-                        await batcher.submit(rows_of(2.0, 2), "gave up")
-                after = asyncio.create_task(batcher.submit(rows_of(3.0, 3), "after"))
-                run.release()
-                await settle({first, after})
-                np.testing.assert_array_equal(first.result()[0], rows_of(1.0))
-                np.testing.assert_array_equal(after.result()[0], rows_of(3.0, 3))
-                assert run.calls == [["first"], ["after"]]
-            finally:
-                run.release()
-                await batcher.stop()
+        async with held_batcher() as (batcher, run):
+            first = asyncio.create_task(batcher.submit(rows_of(1.0), "first"))
+            await run.running.wait()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0):  # gives up once its rows are queued
+                    await batcher.submit(rows_of(2.0, 2), "gave up")
+            after = asyncio.create_task(batcher.submit(rows_of(3.0, 3), "after"))
+            run.release()
+            await settle({first, after})
+            np.testing.assert_array_equal(first.result()[0], rows_of(1.0))
+            np.testing.assert_array_equal(after.result()[0], rows_of(3.0, 3))
+            assert run.calls == [["first"], ["after"]]
 
     asyncio.run(main())
 
@@ -452,21 +454,6 @@ def test_inference_errors_reach_every_waiting_caller(tmp_path):
         assert (await service.encode_mean(images(1, 0))).shape == (1, 4)
 
     serve(broken, scenario)
-
-
-class RecordingSession:
-    """A real ONNX Runtime session that also calls ``record(feed)`` before every run."""
-
-    def __init__(self, session, record):
-        self._session = session
-        self._record = record
-
-    def run(self, output_names, feed, *args, **kwargs):
-        self._record(feed)
-        return self._session.run(output_names, feed, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
 
 
 def test_start_warms_both_graphs_before_reporting_ready(model, monkeypatch):
