@@ -9,6 +9,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---------------------------------------------------------------------------------------------
 # Shared build base: a virtual environment in /opt/venv that the runtime stages copy as a whole.
+# Dependencies come from the locks in requirements/ (`make lock` writes them from pyproject.toml's
+# extras): exact versions, each with its sha256 hashes, installed with --require-hashes.
 FROM ${PYTHON_IMAGE} AS build-base
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -17,26 +19,24 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone (empty package stubs), so that editing the code
-# does not re-download them; the real packages are installed afterwards without dependencies.
-# The stubs' build/ is removed: setuptools would keep the (newer) stubs over the copied code.
-COPY pyproject.toml README.md ./
-RUN mkdir -p service training vae_manifest \
-    && touch service/__init__.py training/__init__.py vae_manifest/__init__.py
 
 # ---------------------------------------------------------------------------------------------
-FROM build-base AS build-service
-# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
-# again would drift from it.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[service]' \
-    && rm -rf build ./*.egg-info
+# The project itself, the same for every image: pure Python, installed without dependencies into a
+# tree shaped like /opt/venv (--root), which the image stages copy over their dependencies. Editing
+# the code rebuilds only this stage and that copy, never a dependency layer.
+FROM build-base AS build-app
+COPY pyproject.toml README.md ./
 COPY service ./service
 COPY training ./training
 COPY vae_manifest ./vae_manifest
-# pip and setuptools are not needed at run time (about 20 MB).
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
-    && python -c "import onnxruntime, vae_manifest, service.app" \
+RUN pip install --no-cache-dir --no-deps --no-warn-script-location --root /opt/app .
+
+# ---------------------------------------------------------------------------------------------
+# Dependency stages (this one and deps-gpu): the same step, each with its own lock. pip and
+# setuptools are not needed at run time (about 20 MB).
+FROM build-base AS deps-service
+COPY requirements/service.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/service.txt \
     && pip uninstall --yes --quiet pip setuptools
 
 # ---------------------------------------------------------------------------------------------
@@ -61,39 +61,36 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('VAE_PORT', '8000') + '/readyz', timeout=4)"]
 
 # ---------------------------------------------------------------------------------------------
+# The two service images (service and service-gpu): runtime base, their dependency stage's venv,
+# the project over it, a check that it imports, the committed default model.
 FROM runtime-base AS service
-COPY --from=build-service /opt/venv /opt/venv
+COPY --from=deps-service /opt/venv /opt/venv
+COPY --from=build-app /opt/app/opt/venv /opt/venv
+RUN ["python", "-c", "import onnxruntime, vae_manifest, service.app"]
 COPY models/mnist-vae /app/models/mnist-vae
 USER 10001:10001
 CMD ["vae-serve"]
 
 # ---------------------------------------------------------------------------------------------
-# onnxruntime-gpu's `cuda` and `cudnn` extras bring the CUDA runtime, cuBLAS, cuFFT, cuRAND and
-# cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes from
-# the NVIDIA container toolkit.
-FROM build-base AS build-gpu
-ARG ORT_GPU_REQUIREMENT="onnxruntime-gpu[cuda,cudnn]>=1.21,<2"
-# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
-# again would drift from it.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[gpu]' "${ORT_GPU_REQUIREMENT}" \
-    && rm -rf build ./*.egg-info
-COPY service ./service
-COPY training ./training
-COPY vae_manifest ./vae_manifest
-# pip and setuptools are not needed at run time (about 20 MB).
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
-    && python -c "import onnxruntime, vae_manifest, service.app" \
+# onnxruntime-gpu's `cuda` and `cudnn` extras (in the lock) bring the CUDA runtime, cuBLAS, cuFFT,
+# cuRAND and cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes
+# from the NVIDIA container toolkit. requirements/gpu.txt is built for CUDA 13 (driver 580 or
+# newer); GPU_LOCK=requirements/gpu-cuda12.txt for an older driver (525 or newer).
+FROM build-base AS deps-gpu
+ARG GPU_LOCK=requirements/gpu.txt
+COPY requirements/gpu.txt requirements/gpu-cuda12.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r "${GPU_LOCK}" \
     && pip uninstall --yes --quiet pip setuptools
 
-# ---------------------------------------------------------------------------------------------
 FROM runtime-base AS service-gpu
-COPY --from=build-gpu /opt/venv /opt/venv
+COPY --from=deps-gpu /opt/venv /opt/venv
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Let the dynamic loader find the CUDA/cuDNN libraries that the nvidia-* wheels put in the venv.
 RUN find /opt/venv/lib/python3.11/site-packages/nvidia -name 'lib*.so*' -printf '%h\n' \
         | sort -u > /etc/ld.so.conf.d/zz-nvidia-pypi.conf \
     && ldconfig
+COPY --from=build-app /opt/app/opt/venv /opt/venv
+RUN ["python", "-c", "import onnxruntime, vae_manifest, service.app"]
 COPY models/mnist-vae /app/models/mnist-vae
 ENV VAE_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
     NVIDIA_VISIBLE_DEVICES=all \
@@ -102,21 +99,19 @@ USER 10001:10001
 CMD ["vae-serve"]
 
 # ---------------------------------------------------------------------------------------------
-# Training image. PyPI's Linux torch wheel pulls gigabytes of CUDA libraries; PyTorch's CPU
-# index serves the same version as `+cpu` (a higher local version, so pip prefers it).
+# Training image. PyPI's Linux torch wheel pulls gigabytes of CUDA libraries; requirements/train.txt
+# pins the CPU build, torch==2.13.0+cpu, which only PyTorch's CPU index serves. Its hash in the lock
+# is that of the official wheel there, so --require-hashes holds for torch too; a mirror given as
+# TORCH_INDEX_URL must serve that same file.
 FROM build-base AS train
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Only for a plain-http mirror of that index (pip refuses http hosts it does not trust).
 ARG PIP_TRUSTED_HOST=""
-# Versions come from pyproject.toml's ranges (the project ships no lock file); pinning here
-# again would drift from it.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" '.[training]' \
-    && rm -rf build ./*.egg-info
-COPY service ./service
-COPY training ./training
-COPY vae_manifest ./vae_manifest
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+COPY requirements/train.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes --extra-index-url "${TORCH_INDEX_URL}" \
+        -r requirements/train.txt
+COPY --from=build-app /opt/app/opt/venv /opt/venv
+RUN python -c "import torch, onnxruntime, training" \
     && groupadd --system --gid 10001 vae \
     && useradd --system --uid 10001 --gid vae --home-dir /home/vae --create-home --shell /usr/sbin/nologin vae \
     && mkdir -p /models /data \
@@ -132,5 +127,6 @@ CMD ["python", "-m", "training", "all", "--model-dir", "/models/mnist-vae"]
 # ---------------------------------------------------------------------------------------------
 # A plain `docker build .` builds the last stage: the CPU service. BuildKit builds only the
 # stages a target needs; the classic builder builds every stage above the target, so with it
-# always pass `--target service` (stages are ordered so that this builds only the service).
+# always pass `--target service` (stages are ordered so that this builds only the service
+# stages: build-base, build-app, deps-service, runtime-base).
 FROM service AS default

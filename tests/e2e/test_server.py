@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -257,3 +258,33 @@ def test_help_prints_usage_and_starts_nothing():
     assert result.returncode == 0
     assert "usage: vae-serve" in result.stdout
     assert "VAE_" in result.stdout
+
+
+def test_sigterm_to_make_serve_stops_the_server_it_started(tiny_model_dir, tmp_path):
+    """What a supervisor does: signal the process it started (`make serve`), not its child."""
+    port = free_port()
+    env = server_env(tiny_model_dir, tmp_path, port, workers=1)
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", "HOST=127.0.0.1", f"PORT={port}"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("make serve did not become ready")
+        make.send_signal(signal.SIGTERM)
+        make.wait(timeout=60)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server outlived make serve"
+    finally:
+        if make.poll() is None:
+            make.kill()
