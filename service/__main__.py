@@ -3,8 +3,12 @@
 Workers default to the number of cores. With several workers Prometheus needs a shared
 directory for its multiprocess mode; the launcher creates it before any worker starts (the
 variable must be set before prometheus_client is imported) and removes it on exit. One worker
-keeps plain in-memory metrics (cheaper per request) unless PROMETHEUS_MULTIPROC_DIR is set. SIGTERM
-stops accepting connections and lets in-flight requests finish (up to VAE_SHUTDOWN_TIMEOUT).
+keeps plain in-memory metrics (cheaper per request) unless PROMETHEUS_MULTIPROC_DIR is set.
+
+HTTP is uvicorn's httptools protocol with the limits it lacks (service/server/protocol.py:
+head size, header and body read timeouts, connections per worker). SIGTERM closes the
+listening socket at once (new clients are refused, not queued), answers the requests already
+received with `Connection: close`, and gives them up to VAE_SHUTDOWN_TIMEOUT.
 
 Exit status: 0 after a requested stop, 2 for invalid settings, 3 when the model cannot be
 served (loaded, checked and run once in the launcher first, so a broken model directory gives
@@ -13,8 +17,10 @@ one clear line before any worker starts).
 
 from __future__ import annotations
 
+import functools
 import logging.config
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -23,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from service.config import MULTIPROC_ENV, Settings, session_options
 from service.runtime.errors import ModelLoadError
 from service.runtime.providers import resolve_providers
+from service.server.protocol import HttpLimits, LimitedHttpToolsProtocol
 
 EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
@@ -74,6 +82,67 @@ def _exit_cleanly_after_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
 
+class _Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, closing its copy of the listening socket when told to stop.
+
+    The workers close theirs as they start draining, but uvicorn's parent keeps its own until
+    it exits: the kernel would go on completing handshakes that nobody accepts, and new clients
+    would hang for the whole grace period, then be reset. Closed, the port refuses them.
+    """
+
+    def _stop_listening(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def handle_term(self) -> None:
+        self._stop_listening()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._stop_listening()
+        super().handle_int()
+
+
+# File descriptors a worker needs beside its connections (listening socket, logs, pipes to
+# the supervisor, ONNX Runtime, Python's own).
+_SPARE_FDS = 256
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft open-files limit (often 1024) towards what VAE_MAX_CONNECTIONS needs, as
+    far as the hard limit allows; the workers inherit it. Short of it, past the limit accept()
+    fails and libuv resets the connections it cannot take, instead of our cap closing them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + _SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < want:
+            logging.getLogger("service").warning(
+                "open-files limit %d is below VAE_MAX_CONNECTIONS + %d; connections past it "
+                "are reset",
+                new,
+                _SPARE_FDS,
+                extra={"nofile": new, "max_connections": max_connections},
+            )
+
+
+def _http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's Config, bound to the settings' limits (a partial of a
+    module-level class pickles by reference, so the spawned workers get it too)."""
+    limits = HttpLimits(
+        max_head_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        max_connections=settings.max_connections,
+    )
+    # uvicorn only calls it with (config, server_state, app_state, _loop) and looks up
+    # optional attributes on it, so a partial serves as the class.
+    return functools.partial(LimitedHttpToolsProtocol, limits=limits)  # type: ignore[return-value]
+
+
 def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
     """Run uvicorn until stopped; False when the app (in any worker) failed to start.
 
@@ -81,7 +150,6 @@ def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
     failure from supervisors, so the supervisor is driven here directly.
     """
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
         "service.app:create_app_from_env",
@@ -90,16 +158,17 @@ def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=_http_protocol(settings),
         lifespan="on",
         log_config=log_config,
         log_level=settings.log_level,
         access_log=False,  # the app logs one structured line per request itself
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        backlog=settings.backlog,
         server_header=False,
     )
     if config.workers > 1:
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor = _Supervisor(config, sockets=[config.bind_socket()])
         supervisor.run()
         return all(p.exitcode != EXIT_STARTUP_FAILURE for p in supervisor.processes)
     server = uvicorn.Server(config)
@@ -148,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
 
         config = log_config(settings.log_level, settings.log_format)
         logging.config.dictConfig(config)
+        _raise_fd_limit(settings.max_connections)
         logging.getLogger("service").info(
             "starting",
             extra={

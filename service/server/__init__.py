@@ -1,0 +1,1 @@
+"""The HTTP server layer: uvicorn's httptools protocol with the limits it lacks."""

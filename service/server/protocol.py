@@ -1,0 +1,392 @@
+"""uvicorn's httptools protocol, plus the limits it lacks and a polite shutdown.
+
+uvicorn 0.54 bounds neither the request head nor the time a client takes to send it:
+httptools buffers an endless header (by repeated concatenation, so the CPU cost grows with the
+square of its length), and a client trickling a byte a second holds its connection forever.
+`LimitedHttpToolsProtocol` adds, per connection:
+
+- a bound on the request line plus headers (bytes and count): over it, `431` and the
+  connection is closed, as soon as the read that crosses it arrives;
+- a header read timeout (from the connection's opening, or from a request's first byte) and a
+  body read timeout (from the end of the headers): then `408` and the connection is closed;
+- a cap on open connections per worker: one over it is closed as soon as it is accepted;
+- a shutdown that answers what was already sent: answers during the drain say
+  `Connection: close`, an idle keep-alive connection stays open briefly for a request already
+  on its way, and at the grace deadline an unfinished request gets `503` instead of a
+  cancellation traceback.
+
+It subclasses uvicorn's `HttpToolsProtocol` and relies on its internals (`cycle`, `pipeline`,
+`flow`, `headers`, the parser callbacks): uvicorn is pinned exactly by the lock
+(requirements/dev.txt), and tests/e2e/test_http_limits.py holds this module to its behaviour,
+so an upgrade that changes them fails there first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger("service.server")
+
+# Phases of a connection, each with its own deadline. IDLE has none of ours: uvicorn's
+# keep-alive timer covers the wait between requests, and the app's deadline the processing.
+_IDLE, _HEAD, _BODY = 0, 1, 2
+
+# After an error answer the connection is closed once the client has read it, but for at most
+# this long (or this many more bytes read and dropped): closing a socket with unread data makes
+# the kernel send a reset, which can destroy the answer before the client reads it.
+LINGER_S = 1.0
+LINGER_MAX_BYTES = 1 << 20
+# On shutdown an idle keep-alive connection stays open this long (at most the keep-alive
+# timeout) in case a request is already on its way: the client has not been told to close.
+DRAIN_IDLE_S = 1.0
+# One warning per this many seconds when connections are refused over the cap, not one each.
+_REFUSAL_LOG_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The limits of one worker's HTTP connections (seconds and bytes)."""
+
+    max_head_bytes: int = 16384
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 4096
+
+
+DEFAULT_LIMITS = HttpLimits()
+
+
+class _HeadTooLargeError(Exception):
+    """Raised in a parser callback to stop parsing a head over the limits."""
+
+
+def error_answer(status: int, code: str, message: str, date: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete HTTP/1.1 answer with the service's JSON error body, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
+    head = [STATUS_LINE[status]]
+    for name, value in date:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % len(body)
+    )
+    return b"".join(head) + body
+
+
+class _DropCancelledTracebacks(logging.Filter):
+    """uvicorn cancels the requests still running at the grace deadline and logs each one's
+    `CancelledError` with a traceback at error level; it also logs the count in one line, so
+    the tracebacks say nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+_cancel_filter = _DropCancelledTracebacks()
+_last_refusal_log = -math.inf
+
+
+_uvicorn_on_headers_complete = HttpToolsProtocol.on_headers_complete  # no super() per request
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` with the head, time and connection limits of `HttpLimits`.
+
+    The common path costs two `loop.time()` reads and a few attribute writes per request: the
+    one timer per connection is re-armed only when it fires early (a deadline that moved
+    later), not on every phase change.
+    """
+
+    # Slots, not instance-dict entries: uvicorn's class already keeps 28 attributes in the
+    # instance dict, and past 30 CPython 3.11 stops sharing the dict's keys, which makes every
+    # attribute access of uvicorn's own per-request code slower (~3% of a trivial request).
+    __slots__ = (
+        "_deadline",
+        "_discarded",
+        "_drain_timers",
+        "_draining",
+        "_head_bytes",
+        "_phase",
+        "_time",
+        "_timer",
+        "_timer_at",
+        "limits",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self.timeout_keep_alive = limits.keep_alive_timeout  # type: ignore[assignment]
+        self._phase = _IDLE
+        self._deadline = 0.0
+        self._time = self.loop.time
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when the timer fires; inf: no timer
+        self._head_bytes = 0  # bytes read since the current head began (approximate)
+        self._discarded = -1  # >= 0: answered with an error, reading and dropping until closed
+        self._draining = False
+        self._drain_timers: list[asyncio.TimerHandle] = []
+
+    # Connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            global _last_refusal_log
+            now = time.monotonic()
+            if now - _last_refusal_log > _REFUSAL_LOG_INTERVAL_S:
+                _last_refusal_log = now
+                log.warning(
+                    "connection limit reached: new connections are closed",
+                    extra={"max_connections": self.limits.max_connections},
+                )
+            transport.close()
+            return
+        self._arm(_HEAD, self.limits.header_timeout)  # one that never sends anything
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for timer in self._drain_timers:
+            timer.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarded >= 0:
+            self._discarded += len(data)
+            if self._discarded > LINGER_MAX_BYTES:
+                self.transport.close()
+            return
+        phase = self._phase
+        if phase != _BODY:  # these bytes begin or continue a request head
+            if phase == _IDLE:
+                self._phase = _HEAD
+                deadline = self._deadline = self._time() + self.limits.header_timeout
+                if deadline < self._timer_at:
+                    self._set_timer(deadline)
+                self._head_bytes = len(data)
+            else:
+                self._head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        # As uvicorn's data_received, plus the head limits.
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLargeError):
+                self._refuse_head()
+            else:
+                self._bad_request()
+            return
+        except httptools.HttpParserError:
+            self._bad_request()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        # A head still incomplete after this read: its bytes so far are exact enough (at most
+        # one read beyond the limit is ever parsed, so memory and CPU stay bounded).
+        if self._phase == _HEAD and self._head_bytes > self.limits.max_head_bytes:
+            self._refuse_head()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection is the WebSocket protocol's from now on: no deadline of ours.
+        self._phase = _IDLE
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().handle_websocket_upgrade()
+
+    # Parser callbacks
+
+    def on_headers_complete(self) -> None:
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise _HeadTooLargeError
+        # The read that completed the head may also have carried body bytes; count exactly
+        # only then (rare: a head near the limit or a large first read).
+        if self._head_bytes > limits.max_head_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.max_head_bytes:
+                raise _HeadTooLargeError
+        self._phase = _BODY
+        deadline = self._deadline = self._time() + limits.body_timeout
+        if deadline < self._timer_at:
+            self._set_timer(deadline)
+        _uvicorn_on_headers_complete(self)
+        if self._draining:
+            self.cycle.keep_alive = False
+
+    def on_message_complete(self) -> None:
+        self._phase = _IDLE
+        # uvicorn's on_message_complete, inlined: these callbacks run once per request, and a
+        # call to the base method costs more than the rest of this class's work on the path.
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
+
+    # Deadlines
+
+    def _arm(self, phase: int, seconds: float) -> None:
+        self._phase = phase
+        deadline = self._deadline = self._time() + seconds
+        if deadline < self._timer_at:
+            self._set_timer(deadline)
+
+    def _set_timer(self, when: float) -> None:
+        """(Re)arm the connection's one timer; a deadline that moves later re-arms it only
+        when it fires, so the common path never touches the loop's timer heap."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        if self._phase == _IDLE or self._discarded >= 0 or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The server holds off reading (the app has not taken the body yet, or a request is
+            # pipelined behind one in progress): not the client's delay.
+            self._deadline = max(self._deadline, now + self.limits.body_timeout)
+        if now < self._deadline:
+            self._set_timer(self._deadline)
+        elif self._phase == _HEAD:
+            if self._head_bytes:
+                self._answer_and_close(
+                    408, "header_timeout", "the request head did not arrive in time"
+                )
+            else:  # never sent a byte: nothing to answer
+                self.transport.close()
+        else:
+            self._answer_and_close(408, "body_timeout", "the request body did not arrive in time")
+
+    # Error answers
+
+    def _refuse_head(self) -> None:
+        limits = self.limits
+        self._answer_and_close(
+            431,
+            "headers_too_large",
+            f"the request line and headers exceed {limits.max_head_bytes} bytes "
+            f"or {limits.max_headers} fields",
+        )
+
+    def _bad_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _answer_and_close(self, status: int, code: str, message: str) -> None:
+        self._answer(status, code, message)
+        self._close_after_answer()
+
+    def _answer(self, status: int, code: str, message: str, *, take_over: bool = False) -> None:
+        """Answer `status` unless another answer of this connection is under way (the bytes
+        would interleave). `take_over`: answer in place of the request in progress if its
+        response has not started."""
+        self._phase = _IDLE
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            answer = True
+        elif cycle.response_started or not (take_over or cycle.more_body):
+            answer = False
+        else:
+            # The request whose body is late (or, at the grace deadline, unfinished): its app
+            # task may still call send(); a disconnected cycle drops that, and its receive()
+            # returns http.disconnect.
+            answer = True
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if answer:
+            self.transport.write(
+                error_answer(status, code, message, self.server_state.default_headers)
+            )
+
+    def _close_after_answer(self) -> None:
+        if self.transport.is_closing():
+            return
+        self._discarded = 0
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the client sees the end of our answer now
+        self.flow.resume_reading()
+        self._timer = self.loop.call_later(LINGER_S, self.transport.close)
+
+    # Shutdown
+
+    def shutdown(self) -> None:
+        """Called by uvicorn's server for each connection when it starts its graceful drain
+        (the listening sockets are already closed)."""
+        self._draining = True
+        logging.getLogger("uvicorn.error").addFilter(_cancel_filter)  # idempotent
+        grace = self.config.timeout_graceful_shutdown
+        if grace is not None:
+            # uvicorn's own deadline is 0.1 s after this one (it sleeps before it starts
+            # counting); answering first leaves it nothing to cancel but the app's tasks.
+            self._drain_timers.append(self.loop.call_later(grace, self._drain_deadline))
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The last request read on this connection is answered with Connection: close
+            # (uvicorn adds the header when keep_alive is off before the response starts).
+            last = self.pipeline[0][0] if self.pipeline else cycle
+            last.keep_alive = False
+        elif not self._request_arriving():
+            linger = min(DRAIN_IDLE_S, self.limits.keep_alive_timeout)
+            self._drain_timers.append(self.loop.call_later(linger, self._close_if_idle))
+        # else a request head or body is arriving: its answer will say Connection: close.
+
+    def _request_arriving(self) -> bool:
+        return self._phase == _BODY or (self._phase == _HEAD and self._head_bytes > 0)
+
+    def _close_if_idle(self) -> None:
+        cycle = self.cycle
+        idle = (cycle is None or cycle.response_complete) and not self._request_arriving()
+        if idle and self._discarded < 0 and not self.transport.is_closing():
+            self.transport.close()
+
+    def _drain_deadline(self) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        cycle = self.cycle
+        unfinished = cycle is not None and not cycle.response_complete
+        if self._discarded < 0 and (unfinished or self._request_arriving()):
+            log.warning(
+                "request unfinished at the shutdown deadline: answered 503 and closed",
+                extra={"path": cycle.scope.get("path") if unfinished else None},
+            )
+            self._answer(503, "shutting_down", "the server is shutting down", take_over=True)
+        # Closed now, not after a linger: uvicorn's own deadline follows in 0.1 s, and an open
+        # connection then would be reported as a timeout even with no task left to cancel.
+        transport.close()
