@@ -4,14 +4,17 @@ Examples:
     python -m benchmarks                          # both modes, every variant (long: ~30 min)
     python -m benchmarks --mode pinned            # the mode issue 5's targets use
     python -m benchmarks --quick --variants naive --scenarios encode-1,decode-1
+    python -m benchmarks --mode pinned --variants ours --scenarios overload-1,overload-64
     python -m benchmarks --from-json benchmarks/results/results-pinned.json   # re-render
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -25,16 +28,20 @@ from benchmarks.machine import machine_info
 from benchmarks.memory import MemoryPeak, MemorySampler, sample_tree
 from benchmarks.plot import plot
 from benchmarks.quiesce import wait_until_idle
-from benchmarks.report import checked_variants, markdown, target_checks
+from benchmarks.report import checked_variants, markdown, overload_checks, target_checks
 from benchmarks.scenarios import (
     DEFAULT_CONCURRENCY,
     HTTP_CEILING_PATH,
+    OVERLOAD_CONNECTIONS,
+    OVERLOADS,
     PAIRINGS,
     SCENARIOS,
+    Overload,
     Pairing,
     Scenario,
     by_name,
     compute_batches,
+    overload_by_name,
 )
 from benchmarks.servers import (
     NAIVE,
@@ -53,6 +60,12 @@ from benchmarks.wrk import Load, WrkError, ensure_wrk, run_wrk, wrk_version
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 # Pinned mode: the server and all its workers on core 1, wrk on core 0.
 SERVER_CPU, LOAD_CPU = 1, 0
+# Overload runs: 1 connection in this many is a sample client of `benchmarks.probe`, which
+# connects them first (a busy uvloop server takes new connections slowly, so clients that
+# connect during the flood may wait in the accept queue for all of it); then wrk runs for
+# the ramp (its connections get in) plus the measured duration.
+SAMPLE_SHARE = 10
+OVERLOAD_RAMP_S = 2.0
 
 
 def log(message: str) -> None:
@@ -80,11 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=list(VARIANTS),
         help=f"servers to drive, comma-separated from {','.join(VARIANTS)} (default: all)",
     )
+    names = [s.name for s in SCENARIOS] + [o.name for o in OVERLOADS]
     parser.add_argument(
         "--scenarios",
         type=csv(str),
-        default=[s.name for s in SCENARIOS],
-        help="comma-separated from " + ",".join(s.name for s in SCENARIOS) + " (default: all)",
+        default=names,
+        help="comma-separated from " + ",".join(names) + " (default: all; the overload "
+        "scenarios run on `ours` only)",
     )
     parser.add_argument(
         "--concurrency", type=csv(int), default=list(DEFAULT_CONCURRENCY), help="default 1,16,64"
@@ -102,6 +117,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="alternated pairs per ratio target, reference then scenario (5; quick 1; 0 skips)",
+    )
+    parser.add_argument(
+        "--overload-connections",
+        type=int,
+        default=OVERLOAD_CONNECTIONS,
+        help=f"wrk connections of the overload scenarios ({OVERLOAD_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--overload-settle",
+        type=float,
+        default=5.0,
+        help="seconds the server idles after an overload run before its RSS is read again (5)",
     )
     parser.add_argument("--wrk-threads", type=int, default=None, help="1 pinned, 2 unpinned")
     parser.add_argument(
@@ -129,8 +156,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {','.join(VARIANTS)}")
+    overloads = {o.name for o in OVERLOADS}
     try:
-        args.scenarios = [by_name(name) for name in args.scenarios]
+        args.overloads = [overload_by_name(n) for n in args.scenarios if n in overloads]
+        args.scenarios = [by_name(n) for n in args.scenarios if n not in overloads]
     except KeyError as exc:
         parser.error(str(exc.args[0]))
     for item in args.server_env:
@@ -237,7 +266,7 @@ def drive(
 ) -> None:
     variant = server.spec.variant
     # The HTTP ceiling is our stack's: measured on the first of our variants that runs.
-    if variant != NAIVE and not report["http_ceiling"]:
+    if variant != NAIVE and not report["http_ceiling"] and args.scenarios:
         for c in args.concurrency:
             log(f"  {variant} HTTP ceiling {HTTP_CEILING_PATH} c{c}")
             path = raw_dir / f"{variant}-healthz-c{c}.txt"
@@ -275,6 +304,11 @@ def drive(
                 report["paired"].append(
                     alternate(args, wrk, server, body_files, raw_dir, memory, pairing)
                 )
+        for overload in args.overloads:
+            log(f"  {variant} {overload.name}: c{args.overload_connections} flood")
+            report["overloads"].append(
+                overload_run(args, wrk, server, overload, body_files, raw_dir, memory)
+            )
 
 
 def alternate(
@@ -332,6 +366,103 @@ def alternate(
     return out
 
 
+def worker_rss_mb(root: int) -> float:
+    """RSS of the server's heaviest process (with uvicorn workers, the heaviest worker)."""
+    return round(max(sample_tree(root).values(), default=0) / 2**20, 1)
+
+
+def start_probe(
+    args: argparse.Namespace, server: RunningServer, scenario: Scenario, body: Path, clients: int
+) -> subprocess.Popen:
+    """`benchmarks.probe` for the flood's duration, on the load generator's core."""
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.probe",
+        "--port",
+        server.base_url.rsplit(":", 1)[1],
+    ]
+    command += ["--duration", str(args.duration), "--ramp", str(OVERLOAD_RAMP_S)]
+    command += ["--path", scenario.path]
+    command += ["--body-file", str(body), "--content-type", scenario.content_type]
+    command += ["--accept", scenario.accept, "--clients", str(clients)]
+    if args.pinned:
+        command = ["taskset", "-c", str(LOAD_CPU), *command]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def overload_run(
+    args: argparse.Namespace,
+    wrk: str,
+    server: RunningServer,
+    overload: Overload,
+    body_files: dict[str, Path],
+    raw_dir: Path,
+    memory: MemoryPeak,
+) -> dict:
+    """Issue 14's overload run: the scenario unloaded (the goodput's reference), then a flood
+    of `--overload-connections` with a probe beside it (`benchmarks.probe`), and the worker's
+    RSS before, during and `--overload-settle` seconds after."""
+    scenario = by_name(overload.scenario)
+    variant = server.spec.variant
+    c = args.overload_connections
+    out: dict = {"variant": variant, "overload": overload.name, "scenario": scenario.name}
+    out |= {"connections": c, "reference_concurrency": overload.reference_concurrency}
+    out |= {"reference": None, "result": None, "probe": None, "rss_mb": {}, "error": None}
+    out["error"] = probe_error(server, scenario, body_files)
+    if out["error"]:
+        return out
+    load = load_for(server, scenario, body_files)
+    name = f"{variant}-{overload.name}"
+    probe: subprocess.Popen | None = None
+    try:
+        out["reference"] = measure(
+            args,
+            wrk,
+            load,
+            overload.reference_concurrency,
+            raw_dir / f"{name}-reference-c{overload.reference_concurrency}.txt",
+            server.pid,
+            memory,
+        )
+        wait_until_idle(server.pid)
+        out["rss_mb"]["idle"] = worker_rss_mb(server.pid)
+        # A tenth of the connections are the sample clients: enough 200s for a p99.
+        clients = max(1, c // SAMPLE_SHARE)
+        probe = start_probe(args, server, scenario, body_files[scenario.body], clients)
+        assert probe.stdout is not None
+        if probe.stdout.readline().strip() != "READY":  # its clients are connected
+            raise WrkError("the probe did not start")
+        flood = dataclasses.replace(load, count_statuses=True)
+        cpu = LOAD_CPU if args.pinned else None
+        with MemorySampler(server.pid) as sampler:
+            result = run_wrk(
+                wrk,
+                flood,
+                c - clients,
+                args.threads,
+                OVERLOAD_RAMP_S + args.duration,
+                cpu,
+                raw_dir / f"{name}-c{c}.txt",
+            )
+        probe_out, _ = probe.communicate(timeout=args.duration + 60)
+        out["result"] = result.to_dict()
+        out["probe"] = json.loads(probe_out) if probe.returncode == 0 else None
+        out["rss_mb"]["during"] = round(sampler.peak.max_process / 2**20, 1)
+        # Idle again, then the time a quiet worker gets to hand memory back.
+        wait_until_idle(server.pid)
+        time.sleep(args.overload_settle)
+        out["rss_mb"]["after"] = worker_rss_mb(server.pid)
+    except (WrkError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        out["error"] = str(exc)
+    finally:
+        if probe is not None and probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    server.check_alive()
+    return out
+
+
 def ceiling_run(
     args: argparse.Namespace,
     wrk: str,
@@ -372,7 +503,7 @@ def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, laten
             "concurrency": args.concurrency,
             "pairs": args.pairs,
             "variants": args.variants,
-            "scenarios": [s.name for s in args.scenarios],
+            "scenarios": [s.name for s in args.scenarios] + [o.name for o in args.overloads],
             "model_dir": str(args.model_dir),
             "latent_dim": latent_dim,
             "server_env": args.server_env,
@@ -381,13 +512,15 @@ def run_mode(args: argparse.Namespace, mode: str, wrk: str, machine: dict, laten
         "http_ceiling": {},
         "runs": [],
         "paired": [],
+        "overloads": [],
         "memory": {},
         "servers": {},
     }
     log(f"[{mode}] {placement}")
-    batches = compute_batches(args.scenarios)
-    log(f"[{mode}] compute ceiling, batches {batches}")
-    report["compute_ceiling"] = compute_ceiling(args, mode, batches)
+    if args.scenarios:  # the overload scenarios compare with the server itself, not ceilings
+        batches = compute_batches(args.scenarios)
+        log(f"[{mode}] compute ceiling, batches {batches}")
+        report["compute_ceiling"] = compute_ceiling(args, mode, batches)
     with tempfile.TemporaryDirectory(prefix="vae-bench-bodies-") as tmp:
         body_files = bodies.write_bodies(args.model_dir, latent_dim, Path(tmp))
         extra_env = dict(item.split("=", 1) for item in args.server_env)
@@ -441,11 +574,27 @@ def write_outputs(reports: list[dict], results_dir: Path, with_plot: bool) -> li
 
 def print_checks(reports: list[dict]) -> None:
     for report in reports:
-        print(f"\nTargets from the {report['mode']} run (issue 5 defines them for pinned):")
-        for variant in checked_variants(report):
-            print(f"  {variant}:")
-            for check in target_checks(report, variant):
+        if report["runs"]:
+            print(f"\nTargets from the {report['mode']} run (issue 5 defines them for pinned):")
+            for variant in checked_variants(report):
+                print(f"  {variant}:")
+                for check in target_checks(report, variant):
+                    print("    " + check.line())
+        if report.get("overloads"):
+            print(f"\nOverload targets from the {report['mode']} run (issue 14):")
+            for check in overload_checks(report):
                 print("    " + check.line())
+
+
+def raise_open_files_limit(needed: int) -> None:
+    """wrk and the server each hold one descriptor per connection: lift the soft limit (which
+    they inherit) towards the hard one when the flood needs more."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log(f"open files limited to {target} (hard limit); the flood needs ~{needed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         except WrkError as exc:
             raise SystemExit(str(exc)) from None
         machine = machine_info(wrk_version(wrk))
+        if args.overloads:
+            raise_open_files_limit(args.overload_connections + 1024)
         modes = ["pinned", "unpinned"] if args.mode == "both" else [args.mode]
         started = time.monotonic()
         reports = [run_mode(args, mode, wrk, machine, latent_dim) for mode in modes]

@@ -12,6 +12,11 @@ from benchmarks.scenarios import SCENARIOS, Scenario, by_name
 from benchmarks.servers import NAIVE, OURS, OURS_NO_BATCHING, VARIANTS
 
 RSS_LIMIT_MB = 300.0
+# Issue 14's overload targets.
+GOODPUT_MIN = 0.5  # of the unloaded req/s
+ADMITTED_P99_MAX_MS = 1000.0
+HEALTHZ_P99_MAX_MS = 250.0
+RSS_AFTER_MAX = 1.5  # x the idle RSS
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -109,16 +114,18 @@ class Check:
     label: str
     value: float | None
     target: float
-    kind: str  # "x" (ratio, at least), "%" (fraction, at least), "<=" (at most), "MB" (below)
+    # "x" (ratio, at least), "%" (fraction, at least), "<=" (ratio, at most), "MB" and "ms"
+    # (below), "n" (a count, at most)
+    kind: str
     reference: str
 
     @property
     def passed(self) -> bool | None:
         if self.value is None:
             return None
-        if self.kind == "MB":
+        if self.kind in ("MB", "ms"):
             return self.value < self.target
-        if self.kind == "<=":
+        if self.kind in ("<=", "n"):
             return self.value <= self.target
         return self.value >= self.target
 
@@ -132,6 +139,10 @@ class Check:
             got, want = f"{self.value:.0%} of {self.reference}", f">= {self.target:.0%}"
         elif self.kind == "<=":
             got, want = f"{self.value:.2f}x {self.reference}", f"<= {self.target:g}x"
+        elif self.kind == "n":
+            got, want = f"{self.value:.0f} {self.reference}", f"<= {self.target:g}"
+        elif self.kind == "ms":
+            got, want = f"{self.value:.0f} ms {self.reference}", f"< {self.target:g} ms"
         else:
             got, want = f"{self.value:.0f} MB {self.reference}", f"< {self.target:g} MB"
         return f"{self.label}: {got} (target {want}) {verdict}"
@@ -219,6 +230,121 @@ def target_checks(report: dict, variant: str = OURS) -> list[Check]:
     ]
 
 
+def overload_figures(entry: dict) -> dict | None:
+    """One overload run's figures (see `benchmarks.cli.overload_run`), or None if it failed.
+
+    Answers are wrk's and the sample clients' together. Goodput: 200s per second under the
+    flood, as a fraction of the same request's unloaded req/s. Other errors: answers other than
+    200 and 503, plus socket errors. Timeouts: wrk's and the sample clients', plus 504s.
+    """
+    result, reference, probe = entry.get("result"), entry.get("reference"), entry.get("probe")
+    if not result or not reference or not probe or result.get("statuses") is None:
+        return None
+    statuses = {k: int(v) for k, v in result["statuses"].items()}
+    sample = probe["sample"]
+    for status, n in sample["statuses"].items():
+        statuses[status] = statuses.get(status, 0) + int(n)
+    answered = sum(statuses.values())
+    ok, shed = statuses.get("200", 0), statuses.get("503", 0)
+    goodput = ok / result["duration_s"]
+    rss = entry.get("rss_mb", {})
+    return {
+        "answers_per_s": answered / result["duration_s"],
+        "goodput": goodput,
+        "goodput_ratio": ratio(goodput, reference["req_per_s"]),
+        "reference_req_per_s": reference["req_per_s"],
+        "share_503": shed / answered if answered else None,
+        "retry_after_share": ((result.get("retry_after") or 0) + sample["retry_after_503s"]) / shed
+        if shed
+        else None,
+        "other_errors": answered - ok - shed + result["socket_errors"] + sample["errors"],
+        "timeouts": result["timeouts"]
+        + statuses.get("504", 0)
+        + sample["error_kinds"].get("TimeoutError", 0),
+        "admitted": sample["admitted"],
+        "healthz": probe["healthz"],
+        "healthz_failures": probe["healthz_failures"],
+        "accept_queue": probe.get("accept_queue", {}),
+        "rss_after_ratio": ratio(rss.get("after"), rss.get("idle")),
+        "rss_mb": rss,
+    }
+
+
+def overload_checks(report: dict) -> list[Check]:
+    """Issue 14's targets, for each overload run of the report."""
+    checks = []
+    for entry in report.get("overloads", []):
+        label = f"{entry['overload']} c{entry['connections']}"
+        f = overload_figures(entry)
+        admitted = f and f["admitted"]["p99_ms"]
+        healthz = f and f["healthz"]["p99_ms"]
+        unloaded = f"unloaded req/s (c{entry['reference_concurrency']})"
+        checks += [
+            Check(f"{label} timeouts", f and f["timeouts"], 0, "n", "timeouts and 504s"),
+            Check(f"{label} errors", f and f["other_errors"], 0, "n", "errors other than 503"),
+            Check(f"{label} goodput", f and f["goodput_ratio"], GOODPUT_MIN, "%", unloaded),
+            Check(f"{label} admitted p99", admitted, ADMITTED_P99_MAX_MS, "ms", "(sample)"),
+            Check(f"{label} /healthz p99", healthz, HEALTHZ_P99_MAX_MS, "ms", "(new connections)"),
+            Check(
+                f"{label} RSS after the load",
+                f and f["rss_after_ratio"],
+                RSS_AFTER_MAX,
+                "<=",
+                "idle RSS",
+            ),
+        ]
+    return checks
+
+
+def _overload_section(report: dict) -> list[str]:
+    entries = report.get("overloads", [])
+    if not entries:
+        return []
+    out = [
+        "",
+        "## Overload (issue 14)",
+        "",
+        "wrk floods one request over many connections (a closed loop: each connection sends its "
+        "next request as soon as it has an answer, a 503 included) while `benchmarks.probe` "
+        "runs beside it: `GET /healthz` on a new connection every 0.1 s, and sample clients "
+        "(a tenth of the connections) posting the same request over keep-alive connections, "
+        "whose 200s give the admitted latency (wrk's own latency mixes 200s and 503s); they "
+        "connect first, then wrk gets a 2 s ramp before the measurements. Accept queue: "
+        "connections the kernel holds until the server takes them (a new probe waits there). "
+        "Goodput: 200s per second, against the same request unloaded. RSS: the worker's, "
+        "idle before, peak during, and after the server has idled again plus the settle time.",
+        "",
+        "| Scenario | conns | answers/s | 200/s | of unloaded | 503 share | 503s with "
+        "Retry-After | other errors | timeouts | admitted p50 / p99 ms | /healthz p50 / p99 "
+        "ms (failed) | accept queue max / mean | RSS idle / during / after MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in entries:
+        f = overload_figures(entry)
+        head = f"| {entry['overload']} ({entry['scenario']}) | {entry['connections']} |"
+        if f is None:
+            reason = (entry.get("error") or "no result").replace("|", "/").replace("\n", " ")
+            out.append(f"{head} failed: {reason[:80]} |" + " |" * 11)
+            continue
+        rss, queue = f["rss_mb"], f["accept_queue"]
+        out.append(
+            f"{head} {fmt_rate(f['answers_per_s'])} | {fmt_rate(f['goodput'])} | "
+            f"{fmt_pct(f['goodput_ratio'])} of {fmt_rate(f['reference_req_per_s'])} | "
+            f"{fmt_pct(f['share_503'])} | {fmt_pct(f['retry_after_share'])} | "
+            f"{f['other_errors']} | {f['timeouts']} | "
+            f"{fmt_ms(f['admitted']['p50_ms'])} / {fmt_ms(f['admitted']['p99_ms'])} "
+            f"(n={f['admitted']['count']}) | "
+            f"{fmt_ms(f['healthz']['p50_ms'])} / {fmt_ms(f['healthz']['p99_ms'])} "
+            f"({f['healthz_failures']}) | "
+            f"{fmt_count(queue.get('max'))} / {fmt_count(queue.get('mean'))} | "
+            f"{rss.get('idle', '—')} / {rss.get('during', '—')} / {rss.get('after', '—')} |"
+        )
+    out += ["", "Targets (issue 14):", "", "```"]
+    out += [check.line() for check in overload_checks(report)]
+    out += ["```"]
+    return out
+
+
 def checked_variants(report: dict) -> list[str]:
     """Our variants that ran (the targets are checked for each); `ours` when none did."""
     ran = {run["variant"] for run in report.get("runs", [])}
@@ -229,6 +355,10 @@ def fmt_rate(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_count(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
 
 
 def fmt_ms(value: float | None) -> str:
@@ -243,20 +373,9 @@ def fmt_pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-def markdown(report: dict) -> str:
-    mode, machine, settings = report["mode"], report["machine"], report["settings"]
+def _scenario_sections(report: dict) -> list[str]:
+    settings = report["settings"]
     out = [
-        f"# Benchmark results: {mode} mode",
-        "",
-        f"- Date: {machine['date']}; git commit `{machine['git_commit']}`",
-        f"- Machine: {machine['cores']} cores ({machine['cpu_model']}), kernel "
-        f"{machine['kernel']}, load average before the run {machine['load_average']}",
-        f"- Placement: {settings['placement']}",
-        f"- Load: {machine['wrk']}, {settings['duration_s']:g} s per run after a "
-        f"{settings['warmup_s']:g} s warm-up, wrk threads {settings['wrk_threads']}",
-        f"- Model: `{settings['model_dir']}` (latent dim {settings['latent_dim']})",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
-        f"- Command: `{settings['command']}`",
         "",
         "## Ceilings",
         "",
@@ -338,6 +457,29 @@ def markdown(report: dict) -> str:
         out += [f"{variant}:", "", "```"]
         out += [check.line() for check in target_checks(report, variant)]
         out += ["```", ""]
+    return out
+
+
+def markdown(report: dict) -> str:
+    mode, machine, settings = report["mode"], report["machine"], report["settings"]
+    out = [
+        f"# Benchmark results: {mode} mode",
+        "",
+        f"- Date: {machine['date']}; git commit `{machine['git_commit']}`",
+        f"- Machine: {machine['cores']} cores ({machine['cpu_model']}), kernel "
+        f"{machine['kernel']}, load average before the run {machine['load_average']}",
+        f"- Placement: {settings['placement']}",
+        f"- Load: {machine['wrk']}, {settings['duration_s']:g} s per run after a "
+        f"{settings['warmup_s']:g} s warm-up, wrk threads {settings['wrk_threads']}",
+        f"- Model: `{settings['model_dir']}` (latent dim {settings['latent_dim']})",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        f"- Command: `{settings['command']}`",
+    ]
+    # A run of only the overload scenarios has no ceilings, scenarios or issue 5 targets.
+    if report.get("runs") or not report.get("overloads"):
+        out += _scenario_sections(report)
+    out += _overload_section(report)
+    out.append("")
     servers = report.get("servers", {})
     if servers:
         out += ["## Servers", ""]

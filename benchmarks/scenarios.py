@@ -75,12 +75,39 @@ HTTP_CEILING_PATH = "/healthz"
 DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 16, 64)
 
 
+@dataclass(frozen=True)
+class Overload:
+    """Issue 14's overload run: wrk floods one scenario's request over `connections`
+    connections (far past the worker's admission bounds) while a probe measures `/healthz`
+    and a few clients' admitted latencies. `reference_concurrency`: the unloaded run whose
+    req/s the goodput (200s per second under the flood) is compared with."""
+
+    name: str
+    scenario: str
+    reference_concurrency: int
+
+
+OVERLOADS: tuple[Overload, ...] = (
+    Overload("overload-1", "encode-1", 64),
+    Overload("overload-64", "encode-64", 16),
+)
+OVERLOAD_CONNECTIONS = 2000
+
+
 def by_name(name: str) -> Scenario:
     for scenario in SCENARIOS:
         if scenario.name == name:
             return scenario
     known = ", ".join(s.name for s in SCENARIOS)
     raise KeyError(f"unknown scenario {name!r}; known: {known}")
+
+
+def overload_by_name(name: str) -> Overload:
+    for overload in OVERLOADS:
+        if overload.name == name:
+            return overload
+    known = ", ".join(o.name for o in OVERLOADS)
+    raise KeyError(f"unknown overload scenario {name!r}; known: {known}")
 
 
 def compute_batches(scenarios: tuple[Scenario, ...] | list[Scenario]) -> list[int]:

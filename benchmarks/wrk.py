@@ -31,6 +31,10 @@ class WrkResult:
     bytes_read: int = 0
     non_2xx: int = 0
     socket_errors: int = 0  # connect + read + write + timeout
+    timeouts: int = 0  # of which timeout (no answer within wrk's --timeout)
+    # With `Load.count_statuses`: answers per status ("200": n, ...) and 503s with Retry-After.
+    statuses: dict[str, int] | None = None
+    retry_after: int | None = None
 
     @property
     def req_per_s(self) -> float:
@@ -63,6 +67,11 @@ def parse_done_line(output: str) -> WrkResult | None:
                     int(raw[k])
                     for k in ("connect_errors", "read_errors", "write_errors", "timeout_errors")
                 ),
+                timeouts=int(raw["timeout_errors"]),
+                statuses={str(k): int(v) for k, v in raw["statuses"].items()}
+                if "statuses" in raw
+                else None,
+                retry_after=int(raw["retry_after"]) if "retry_after" in raw else None,
             )
     return None
 
@@ -103,6 +112,7 @@ def parse_latency_text(output: str) -> WrkResult:
         bytes_read=int(float(summary.group(3)) * _SIZE.get(summary.group(4), 1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(g) for g in socket.groups()) if socket else 0,
+        timeouts=int(socket.group(4)) if socket else 0,
     )
 
 
@@ -146,6 +156,7 @@ class Load:
     body_file: Path | None = None
     content_type: str | None = None
     accept: str | None = None
+    count_statuses: bool = False  # a Lua response() hook: slower wrk, answers per status
 
 
 def wrk_command(
@@ -187,6 +198,7 @@ def run_wrk(
         "BENCH_BODY_FILE": str(load.body_file or ""),
         "BENCH_CONTENT_TYPE": load.content_type or "",
         "BENCH_ACCEPT": load.accept or "",
+        "BENCH_STATUSES": "1" if load.count_statuses else "",
     }
     cmd = wrk_command(wrk, load, connections, threads, duration_s, cpu)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration_s * 3 + 60)

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from service.api.admission import Admission
 from service.api.auth import api_key_guard
 from service.api.contract import route_contracts
 from service.api.errors import install_error_handlers
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         redoc_url=None,
     )
     app.state.service = None
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after=settings.retry_after)
 
     key = settings.api_key_value
     protected = [Depends(api_key_guard(key))] if key else []
@@ -109,7 +110,15 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
 
     install_openapi(app, settings, routes, latent_dim)
 
-    # Added innermost first: CORS, then the body limit, then the observer around everything.
+    # Added innermost first: admission (so CORS headers reach its 503s too), CORS, then the
+    # body limit, then the observer around everything (it counts and logs every refusal).
+    app.add_middleware(
+        Admission,
+        paths=frozenset(route.path for route in routes.values()),
+        max_in_flight=settings.max_in_flight,
+        request_timeout=settings.request_timeout,
+        retry_after=settings.retry_after,
+    )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -106,6 +106,35 @@ class Settings(BaseSettings):
         8 * 1024 * 1024, ge=1024, description="Largest request body in bytes (larger: 413)."
     )
 
+    # Admission control
+    max_in_flight: int = Field(
+        256,
+        ge=0,
+        description="Most requests to the model routes (`/encode`, `/decode`, `/sample`, "
+        "`/interpolate`) one worker holds at once, from their headers to their answer; one "
+        "more is answered 503 (`overloaded`, with `Retry-After`) at once, before its body is "
+        "read. Probes, `/metrics`, `/model` and the docs are never refused (0 = no bound).",
+    )
+    max_queued_rows: int = Field(
+        DEFAULT_BATCHING_OPTIONS.max_queued_rows,
+        ge=0,
+        description="Most rows (images or latents) waiting for one graph's next micro-batch in "
+        "one worker; a request that would go past it is answered 503 (`overloaded`) before "
+        "anything is computed, unless the queue is empty (0 = no bound).",
+    )
+    request_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds after a model request is admitted by which its inference must "
+        "have finished, else it is answered 504 (`timeout`) and its rows are dropped without "
+        "being computed (0 = no deadline).",
+    )
+    retry_after: int = Field(
+        1,
+        ge=1,
+        description="Seconds in the `Retry-After` header of a 503 `overloaded` answer.",
+    )
+
     # Server
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
@@ -118,7 +147,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         30.0,
         gt=0,
-        description="Seconds in-flight requests get to finish after SIGTERM.",
+        description="Seconds after SIGTERM for the requests already received to finish (new "
+        "connections are refused at once; answers say `Connection: close`); one unfinished "
+        "then is answered 503 (`shutting_down`).",
     )
     api_key: SecretStr | None = Field(
         None,
@@ -135,6 +166,48 @@ class Settings(BaseSettings):
         "json", description="Log line format: one JSON object per line, or plain text."
     )
     access_log: bool = Field(True, description="Log one line per request.")
+
+    # HTTP server (per connection, enforced by service/server/protocol.py)
+    max_header_bytes: int = Field(
+        16384,
+        ge=1024,
+        description="Largest request line plus header section in bytes; a request over it is "
+        "answered 431 (`headers_too_large`) as soon as the read that crosses it arrives, and "
+        "its connection is closed.",
+    )
+    max_headers: int = Field(
+        100, ge=1, description="Most header fields in one request (more: 431, as above)."
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request line and headers, counted from "
+        "the connection's opening or from the request's first byte; then 408 "
+        "(`header_timeout`; a silent close if it sent nothing) and the connection is closed.",
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request body has to arrive in full once its headers are in "
+        "(time the server holds off reading is not counted); then 408 (`body_timeout`) and "
+        "the connection is closed. The default needs ~280 KB/s for an 8 MiB body.",
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Open connections per worker; one more is closed as soon as it is "
+        "accepted (the client sees the connection close or reset), so a flood cannot exhaust "
+        "file descriptors. The launcher raises the soft file-descriptor limit to fit.",
+    )
+    backlog: int = Field(
+        2048,
+        ge=1,
+        description="Listen backlog: connections the kernel holds until a worker accepts "
+        "them (capped by `net.core.somaxconn`).",
+    )
 
     @field_validator("providers")
     @classmethod

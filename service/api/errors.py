@@ -13,7 +13,13 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.runtime.errors import InvalidInput, ModelNotReady, VAEError
+from service.runtime.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotReady,
+    Overloaded,
+    VAEError,
+)
 
 log = logging.getLogger("service.api")
 
@@ -76,6 +82,17 @@ def error_response(
     )
 
 
+# Admission control (`service.api.admission` and the runtime's bounds): one status, code and
+# set of headers for each, whichever layer refuses the request.
+OVERLOADED, TIMEOUT = "overloaded", "timeout"
+OVERLOADED_STATUS, TIMEOUT_STATUS = 503, 504
+
+
+def overloaded_headers(retry_after: int) -> dict[str, str]:
+    """A 503 `overloaded` answer's headers: when to retry, in whole seconds (RFC 9110 10.2.3)."""
+    return {"Retry-After": str(retry_after)}
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -101,6 +118,10 @@ async def _not_ready(request: Request, exc: Exception) -> Response:
     return error_response(request, 503, "not_ready", str(exc) or "the model is not loaded yet")
 
 
+async def _timed_out(request: Request, exc: Exception) -> Response:
+    return error_response(request, TIMEOUT_STATUS, TIMEOUT, str(exc))
+
+
 async def _vae_error(request: Request, exc: Exception) -> Response:
     # ModelLoadError and anything else from the runtime that is not the client's fault.
     log.error(
@@ -118,12 +139,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, code, str(exc.detail), None, exc.headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, retry_after: int = 1) -> None:
     """One handler per exception. `BodyTooLargeError` has none here on purpose: it must reach
     `BodyLimit`, which answers 413 and closes the connection (the rest of the body is unread).
-    Request validation errors cannot occur: no route declares parameters FastAPI validates."""
+    Request validation errors cannot occur: no route declares parameters FastAPI validates.
+    `retry_after`: the seconds a 503 `overloaded` answer asks the client to wait."""
+    retry_headers = overloaded_headers(retry_after)
+
+    async def overloaded(request: Request, exc: Exception) -> Response:
+        return error_response(
+            request, OVERLOADED_STATUS, OVERLOADED, str(exc), headers=retry_headers
+        )
+
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(ModelNotReady, _not_ready)
+    app.add_exception_handler(Overloaded, overloaded)
+    app.add_exception_handler(DeadlineExceeded, _timed_out)
     app.add_exception_handler(VAEError, _vae_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

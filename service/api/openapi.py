@@ -34,6 +34,11 @@ _ARRAY_SHAPE_HEADER = {
     "schema": {"type": "string"},
 }
 
+_RETRY_AFTER_HEADER = {
+    "description": "With `overloaded`: seconds to wait before retrying.",
+    "schema": {"type": "integer"},
+}
+
 
 def _binary_body(description: str) -> dict[str, Any]:
     return {"schema": {"type": "string", "format": "binary"}, "x-description": description}
@@ -74,6 +79,17 @@ def install_openapi(
             if settings.api_key_value
             else {}
         )
+        timeout = (
+            {
+                "504": {
+                    "description": f"Inference not finished within {settings.request_timeout:g} "
+                    "s of admission (`timeout`); the request's rows were not computed.",
+                    "content": error,
+                }
+            }
+            if settings.request_timeout
+            else {}
+        )
         for route in routes.values():
             op = doc["paths"][route.path]["post"]
             content: dict[str, Any] = {}
@@ -103,7 +119,13 @@ def install_openapi(
                 "413": {"description": "Body too large.", "content": error},
                 "415": {"description": "Unsupported Content-Type.", "content": error},
                 "422": {"description": "Invalid value; `field` names it.", "content": error},
-                "503": {"description": "Model not loaded yet.", "content": error},
+                "503": {
+                    "description": "Model not loaded yet (`not_ready`), or this worker is over "
+                    "its admission bounds (`overloaded`, with `Retry-After`).",
+                    "headers": {"Retry-After": _RETRY_AFTER_HEADER},
+                    "content": error,
+                },
+                **timeout,
             }
         # FastAPI's own 422 models, once no response refers to them any more.
         if REF.format(model="HTTPValidationError").encode() not in orjson.dumps(doc["paths"]):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from service.runtime.errors import ModelNotReady
+from service.runtime.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from service.runtime.model import padded_input
 from service.runtime.observer import Graph, InferenceObserver
 
@@ -25,18 +27,65 @@ PaddedRunFn = Callable[[np.ndarray, int, Sequence[Part]], Sequence[np.ndarray]]
 
 
 class _Request:
-    __slots__ = ("context", "enqueued_at", "future", "rows")
+    __slots__ = ("context", "deadline", "enqueued_at", "future", "rows")
 
     def __init__(
-        self, rows: np.ndarray, future: asyncio.Future[list[np.ndarray]], context: Any
+        self,
+        rows: np.ndarray,
+        future: asyncio.Future[list[np.ndarray]],
+        context: Any,
+        deadline: float | None,
     ) -> None:
         self.rows = rows
         self.future = future
         self.context = context
+        self.deadline = deadline
         self.enqueued_at = time.perf_counter()
 
 
 _STOP = object()
+T = TypeVar("T")
+
+# The event-loop time (`loop.time()`) by which the current request's inference must have
+# finished, or None. The API sets it once per request (admission); it is read where inference
+# is awaited, in the caller's own task, so no deadline argument threads through every call.
+INFERENCE_DEADLINE: ContextVar[float | None] = ContextVar("vae_inference_deadline", default=None)
+
+
+def _late(graph: Graph) -> DeadlineExceeded:
+    return DeadlineExceeded(f"the {graph} did not finish within the request's deadline")
+
+
+def _check_deadline(graph: Graph) -> float | None:
+    """The current deadline; DeadlineExceeded if it has already passed (nothing is queued)."""
+    deadline = INFERENCE_DEADLINE.get()
+    if deadline is not None and deadline <= asyncio.get_running_loop().time():
+        raise _late(graph)
+    return deadline
+
+
+async def within_deadline(future: asyncio.Future[T], graph: Graph) -> T:
+    """`await future` (an executor call: the unbatched path) under the current request's
+    deadline (see INFERENCE_DEADLINE): past it, the future is cancelled (a call that has not
+    started never starts) and DeadlineExceeded raised."""
+    try:
+        deadline = _check_deadline(graph)
+    except DeadlineExceeded:
+        future.cancel()
+        raise
+    if deadline is None:
+        return await future
+    handle = asyncio.get_running_loop().call_at(deadline, future.cancel)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        # Our timer, unless the task itself is being cancelled (shutdown, a caller's timeout).
+        if future.cancelled() and task is not None and not task.cancelling():
+            raise _late(graph) from None
+        raise
+    finally:
+        handle.cancel()
 
 
 def timed_run(
@@ -62,6 +111,12 @@ class MicroBatcher:
     handlers were already scheduled join it (``max_wait_ms`` 0 still never waits on a timer).
     Every request's rows are written once, straight into the call's zero-padded input buffer
     (``pad_rows`` zero rows at the end, see `service.runtime.model.TAIL_PADDING_ELEMENTS`).
+
+    Admission: with ``max_queued_rows`` > 0, a request whose rows would take the rows waiting
+    in the queue past it raises `Overloaded` at once (a request always enters an empty queue,
+    whatever its size). A request waits for its outputs no later than the caller's
+    `INFERENCE_DEADLINE`; then it raises `DeadlineExceeded`, and its rows are skipped if they
+    have not run yet (or dropped if they are in a call on the executor).
     """
 
     def __init__(
@@ -75,6 +130,7 @@ class MicroBatcher:
         executor: Executor,
         observer: InferenceObserver,
         inline_max_rows: int = 0,
+        max_queued_rows: int = 0,
     ) -> None:
         self.graph = graph
         self._run = run
@@ -84,11 +140,20 @@ class MicroBatcher:
         self._executor = executor
         self._inline_max_rows = inline_max_rows
         self._observer = observer
+        self._max_queued_rows = max_queued_rows
+        # Rows submitted and not yet taken by the worker (the running call's are not counted).
+        self._queued_rows = 0
         self._queue: asyncio.Queue[_Request | object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = True
         # Requests the worker has taken from the queue; their futures are its to settle.
         self._taken: list[_Request] = []
+        # Requests with a deadline, in submission order, which is deadline order but for the
+        # spread of parse times (one timeout for all). One timer, at the oldest pending
+        # request's deadline, expires them: a timer per request cost a measurable share of a
+        # one-image request's CPU.
+        self._timed: deque[_Request] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._closed = False
@@ -105,23 +170,75 @@ class MicroBatcher:
         await self._task
         self._task = None
 
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
     async def submit(self, rows: np.ndarray, context: Any = None) -> list[np.ndarray]:
         """The run's outputs for these rows. A request split into chunks passes the same
         ``context`` with each chunk, in row order."""
         if self._closed:
             raise ModelNotReady(f"{self.graph} is not accepting requests")
+        n = rows.shape[0]
+        queued = self._queued_rows
+        if queued and self._max_queued_rows and queued + n > self._max_queued_rows:
+            raise Overloaded(f"the {self.graph} queue is full; retry later")
+        deadline = _check_deadline(self.graph)
+        self._queued_rows = queued + n
         loop = asyncio.get_running_loop()
-        if rows.shape[0] <= self._max_rows:  # the common case, without the list and the slice
+        if n <= self._max_rows:  # the common case, without the list and the slice
             future: asyncio.Future[list[np.ndarray]] = loop.create_future()
-            self._queue.put_nowait(_Request(rows, future, context))
+            self._enqueue(_Request(rows, future, context, deadline))
             return await future
         futures = []
-        for start in range(0, rows.shape[0], self._max_rows):
+        for start in range(0, n, self._max_rows):
             chunk: asyncio.Future[list[np.ndarray]] = loop.create_future()
-            self._queue.put_nowait(_Request(rows[start : start + self._max_rows], chunk, context))
+            self._enqueue(_Request(rows[start : start + self._max_rows], chunk, context, deadline))
             futures.append(chunk)
-        parts = await asyncio.gather(*futures)
+        try:
+            parts = [await chunk for chunk in futures]
+        finally:
+            # After a failure (or a deadline) the chunks not yet run cost nothing, and the
+            # errors of those already failed are taken, so asyncio never logs them as lost.
+            for chunk in futures:
+                if chunk.done() and not chunk.cancelled():
+                    chunk.exception()
+                chunk.cancel()
         return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+    def _enqueue(self, request: _Request) -> None:
+        self._queue.put_nowait(request)
+        if request.deadline is not None:
+            self._timed.append(request)
+            if self._expiry is None:
+                loop = asyncio.get_running_loop()
+                self._expiry = loop.call_at(request.deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the requests past their deadline, then wait for the oldest still pending."""
+        self._expiry = None
+        timed = self._timed
+        now = asyncio.get_running_loop().time()
+        while timed:
+            head = timed[0]
+            if not head.future.done():
+                if head.deadline is not None and head.deadline > now:
+                    self._expiry = asyncio.get_running_loop().call_at(head.deadline, self._expire)
+                    return
+                head.future.set_exception(_late(self.graph))
+            timed.popleft()
+
+    def _forget_done(self) -> None:
+        # Answered requests leave the deadline queue as soon as possible: it would otherwise
+        # keep their rows and outputs until the next expiry.
+        timed = self._timed
+        while timed and timed[0].future.done():
+            timed.popleft()
+
+    def _take(self, item: _Request | object) -> _Request | object:
+        if isinstance(item, _Request):
+            self._queued_rows -= item.rows.shape[0]
+        return item
 
     async def _worker(self) -> None:
         try:
@@ -131,15 +248,19 @@ class MicroBatcher:
             # on a request it took or one still queued.
             pending = list(self._taken)
             while not self._queue.empty():
-                pending.append(self._queue.get_nowait())
+                pending.append(self._take(self._queue.get_nowait()))
             for item in pending:
                 if isinstance(item, _Request) and not item.future.done():
                     item.future.set_exception(ModelNotReady(f"{self.graph} batcher stopped"))
+            self._timed.clear()
+            if self._expiry is not None:
+                self._expiry.cancel()
+                self._expiry = None
 
     async def _batches(self) -> None:
         carried: _Request | None = None
         while True:
-            first = carried if carried is not None else await self._queue.get()
+            first = carried if carried is not None else self._take(await self._queue.get())
             carried = None
             if first is _STOP:
                 return
@@ -174,13 +295,13 @@ class MicroBatcher:
 
     async def _next(self, deadline: float) -> _Request | object | None:
         try:
-            return self._queue.get_nowait()
+            return self._take(self._queue.get_nowait())
         except asyncio.QueueEmpty:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return None
         try:
-            return await asyncio.wait_for(self._queue.get(), remaining)
+            return self._take(await asyncio.wait_for(self._queue.get(), remaining))
         except TimeoutError:
             return None
 
@@ -190,6 +311,8 @@ class MicroBatcher:
         # disconnects). Nobody reads those results, so they need no compute.
         batch = [r for r in batch if not r.future.done()]
         if not batch:
+            if self._timed:
+                self._forget_done()
             return
         padded, n = padded_input([request.rows for request in batch], self._pad_rows)
         parts = [(request.rows.shape[0], request.context) for request in batch]
@@ -204,6 +327,7 @@ class MicroBatcher:
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(exc)
+            self._forget_done()
             return
         self._observe(batch, n, started, seconds)
         offset = 0
@@ -212,6 +336,8 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_result([out[offset:end] for out in outputs])
             offset = end
+        if self._timed:
+            self._forget_done()
 
     def _observe(self, batch: list[_Request], rows: int, started: float, seconds: float) -> None:
         # A broken metrics hook must never fail inference.

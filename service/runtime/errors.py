@@ -27,3 +27,12 @@ class ModelLoadError(VAEError):
 class NonFiniteOutput(VAEError):  # noqa: N818 (named like its siblings)
     """A graph produced NaN or infinity: never answered as a result (the last guard behind the
     API's bounds on its inputs)."""
+
+
+class Overloaded(VAEError):  # noqa: N818 (named like its siblings)
+    """The worker is over one of its admission bounds (requests in flight, rows queued for a
+    graph): refused at once, before any compute, so the caller can retry later."""
+
+
+class DeadlineExceeded(VAEError):  # noqa: N818 (named like its siblings)
+    """A request's inference did not finish by its deadline; its rows are not computed."""

@@ -48,12 +48,18 @@ class BatchingOptions:
     itself instead of hopping to an executor thread. For a tiny model the hop costs more than
     it frees, and with one core per worker it buys no parallelism either. 0 sends every call
     to the executor. Unbatched calls (``enabled=False``) always take the executor.
+
+    ``max_queued_rows``: most rows waiting for one graph's next call; a request that would
+    take the queue past it is refused (`Overloaded`) before anything is computed, unless the
+    queue is empty. It bounds the memory and the wait of queued work under overload. 0: no
+    bound.
     """
 
     enabled: bool = True
     max_batch_size: int = 1024
     max_wait_ms: float = 0.0
     inline_max_rows: int = 1024
+    max_queued_rows: int = 16384
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -62,6 +68,8 @@ class BatchingOptions:
             raise ValueError("max_wait_ms must be >= 0")
         if self.inline_max_rows < 0:
             raise ValueError("inline_max_rows must be >= 0")
+        if self.max_queued_rows < 0:
+            raise ValueError("max_queued_rows must be >= 0 (0 = no bound)")
 
 
 # Module-level defaults so signatures can show them without a call in the default (B008).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run
+from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run, within_deadline
 from service.runtime.errors import InvalidInput, ModelNotReady, NonFiniteOutput
 from service.runtime.interpolation import METHODS
 from service.runtime.model import VAEModel, numeric_array, padded_input
@@ -168,6 +168,7 @@ class VAEService:
             executor=self._executor,
             observer=self.observer,
             inline_max_rows=self.batching.inline_max_rows,
+            max_queued_rows=self.batching.max_queued_rows,
         )
 
     # Looked up on the model at call time (not bound at start) so tests can swap a graph.
@@ -195,8 +196,11 @@ class VAEService:
         run = self._encode_padded if graph == "encoder" else self._decode_padded
         padded, n = padded_input((rows,), self.model.pad_rows)
         submitted = time.perf_counter()
-        outputs, started, seconds = await asyncio.get_running_loop().run_in_executor(
-            self._executor, timed_run, run, padded, n, ((n, noise),)
+        outputs, started, seconds = await within_deadline(
+            asyncio.get_running_loop().run_in_executor(
+                self._executor, timed_run, run, padded, n, ((n, noise),)
+            ),
+            graph,
         )
         try:
             self.observer.queued(graph, max(0.0, started - submitted))
