@@ -9,41 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.runtime.batching import INFERENCE_DEADLINE, MicroBatcher, within_deadline
+from service.runtime.batching import INFERENCE_DEADLINE, within_deadline
 from service.runtime.errors import DeadlineExceeded, Overloaded
-from service.runtime.observer import NULL_OBSERVER
 from service.runtime.options import BatchingOptions
-from tests.unit.test_service import HeldRun, rows_of, settle
-
-
-def bounded_batcher(run: HeldRun, executor, max_queued_rows: int) -> MicroBatcher:
-    # inline_max_rows 0: every call goes to the executor, so the loop stays free while held.
-    return MicroBatcher(
-        "decoder",
-        run,
-        pad_rows=1,
-        max_batch_size=8,
-        max_wait_ms=0.0,
-        executor=executor,
-        observer=NULL_OBSERVER,
-        inline_max_rows=0,
-        max_queued_rows=max_queued_rows,
-    )
+from tests.unit.test_service import held_batcher, rows_of, settle
 
 
 def run_held(scenario, max_queued_rows: int = 0):
     """Run ``scenario(batcher, run)`` with a started batcher; always release and stop."""
 
     async def main():
-        run = HeldRun()
-        with ThreadPoolExecutor(1) as executor:
-            batcher = bounded_batcher(run, executor, max_queued_rows)
-            batcher.start()
-            try:
-                return await scenario(batcher, run)
-            finally:
-                run.release()
-                await batcher.stop()
+        async with held_batcher(max_queued_rows) as (batcher, run):
+            return await scenario(batcher, run)
 
     return asyncio.run(main())
 

@@ -353,7 +353,7 @@ class HeldRun:
 
 
 @contextlib.asynccontextmanager
-async def held_batcher() -> AsyncIterator[tuple[MicroBatcher, HeldRun]]:
+async def held_batcher(max_queued_rows: int = 0) -> AsyncIterator[tuple[MicroBatcher, HeldRun]]:
     """A started MicroBatcher on a HeldRun; released and stopped on the way out."""
     run = HeldRun()
     with ThreadPoolExecutor(1) as executor:
@@ -367,6 +367,7 @@ async def held_batcher() -> AsyncIterator[tuple[MicroBatcher, HeldRun]]:
             executor=executor,
             observer=NULL_OBSERVER,
             inline_max_rows=0,
+            max_queued_rows=max_queued_rows,
         )
         batcher.start()
         try:
