@@ -9,13 +9,14 @@ assertions are generous liveness bounds (a few times the configured timeout).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,55 +203,47 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(limi
 def test_slowloris_is_closed_after_the_header_timeout(limited):
     """Row 3: a header arriving one byte per 0.2 s."""
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
-    received = b""
     with _connect(limited) as sock:
-        sock.settimeout(0.2)
-        start = time.monotonic()
-        closed = False
-        for byte in head:
-            try:
-                sock.send(bytes([byte]))
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
-            received += chunk
-            if not chunk:
-                closed = True
-                break
-        elapsed = time.monotonic() - start
+        received, closed, elapsed = _trickle(sock, (bytes([byte]) for byte in head))
     assert closed, "still open after the whole header"
     assert elapsed < 3 * TIMEOUT_S
     assert _error_code(received) == (408, "header_timeout")
 
 
+def _trickle(
+    sock: socket.socket, pieces: Iterable[bytes], limit_s: float = 60.0
+) -> tuple[bytes, bool, float]:
+    """Send `pieces` one per 0.2 s until the server closes the connection (or `limit_s`):
+    (what it answered, whether it closed, seconds taken)."""
+    received, closed = b"", False
+    sock.settimeout(0.2)
+    start = time.monotonic()
+    for piece in pieces:
+        if time.monotonic() - start > limit_s:
+            break
+        try:
+            sock.send(piece)
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            closed = True
+            break
+        received += chunk
+        if not chunk:
+            closed = True
+            break
+    return received, closed, time.monotonic() - start
+
+
 def test_a_slow_body_is_answered_408_after_the_body_timeout(limited):
     """Row 3: a body arriving one byte per 0.2 s."""
-    received = b""
     with _connect(limited) as sock:
         sock.sendall(
             b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000\r\n\r\n"
         )
-        sock.settimeout(0.2)
-        start = time.monotonic()
-        closed = False
-        while time.monotonic() - start < 10:
-            try:
-                sock.send(b" ")
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
-            received += chunk
-            if not chunk:
-                closed = True
-                break
-        elapsed = time.monotonic() - start
+        received, closed, elapsed = _trickle(sock, itertools.repeat(b" "), limit_s=10)
     assert closed
     assert elapsed < 3 * TIMEOUT_S
     assert _error_code(received) == (408, "body_timeout")
