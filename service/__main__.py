@@ -31,10 +31,10 @@ from typing import Any
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
-from service.config import MULTIPROC_ENV, Settings, session_options
+from service.config import MULTIPROC_ENV, Settings, http_limits, session_options
 from service.runtime.errors import ModelLoadError
 from service.runtime.providers import resolve_providers
-from service.server.protocol import HttpLimits, LimitedHttpToolsProtocol
+from service.server.protocol import LimitedHttpToolsProtocol
 
 EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
@@ -130,14 +130,7 @@ def _raise_fd_limit(max_connections: int) -> None:
 def _http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
     """The protocol class for uvicorn's Config, bound to the settings' limits (a partial of a
     module-level class pickles by reference, so the spawned workers get it too)."""
-    limits = HttpLimits(
-        max_head_bytes=settings.max_header_bytes,
-        max_headers=settings.max_headers,
-        header_timeout=settings.header_timeout,
-        body_timeout=settings.body_timeout,
-        keep_alive_timeout=settings.keep_alive_timeout,
-        max_connections=settings.max_connections,
-    )
+    limits = http_limits(settings)
     # uvicorn only calls it with (config, server_state, app_state, _loop) and looks up
     # optional attributes on it, so a partial serves as the class.
     return functools.partial(LimitedHttpToolsProtocol, limits=limits)  # type: ignore[return-value]

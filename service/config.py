@@ -23,6 +23,7 @@ from service.runtime.options import (
     GraphOptimization,
     SessionOptions,
 )
+from service.server.limits import DEFAULT_LIMITS, HttpLimits
 
 ENV_PREFIX = "VAE_"
 # prometheus_client's multiprocess directory variable; the launcher sets it before any worker
@@ -167,36 +168,41 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="Log one line per request.")
 
-    # HTTP server (per connection, enforced by service/server/protocol.py)
+    # HTTP server (per connection, enforced by service/server/protocol.py; defaults from
+    # service/server/limits.py, so the two cannot disagree)
     max_header_bytes: int = Field(
-        16384,
+        DEFAULT_LIMITS.max_header_bytes,
         ge=1024,
         description="Largest request line plus header section in bytes; a request over it is "
         "answered 431 (`headers_too_large`) as soon as the read that crosses it arrives, and "
         "its connection is closed.",
     )
     max_headers: int = Field(
-        100, ge=1, description="Most header fields in one request (more: 431, as above)."
+        DEFAULT_LIMITS.max_headers,
+        ge=1,
+        description="Most header fields in one request (more: 431, as above).",
     )
     header_timeout: float = Field(
-        10.0,
+        DEFAULT_LIMITS.header_timeout,
         gt=0,
         description="Seconds a client has to send a request line and headers, counted from "
         "the connection's opening or from the request's first byte; then 408 "
         "(`header_timeout`; a silent close if it sent nothing) and the connection is closed.",
     )
     body_timeout: float = Field(
-        30.0,
+        DEFAULT_LIMITS.body_timeout,
         gt=0,
         description="Seconds a request body has to arrive in full once its headers are in "
         "(time the server holds off reading is not counted); then 408 (`body_timeout`) and "
         "the connection is closed. The default needs ~280 KB/s for an 8 MiB body.",
     )
     keep_alive_timeout: float = Field(
-        5.0, gt=0, description="Seconds an idle keep-alive connection is kept open."
+        DEFAULT_LIMITS.keep_alive_timeout,
+        gt=0,
+        description="Seconds an idle keep-alive connection is kept open.",
     )
     max_connections: int = Field(
-        4096,
+        DEFAULT_LIMITS.max_connections,
         ge=1,
         description="Open connections per worker; one more is closed as soon as it is "
         "accepted (the client sees the connection close or reset), so a flood cannot exhaust "
@@ -240,14 +246,15 @@ class Settings(BaseSettings):
         return self.api_key.get_secret_value() if self.api_key else None
 
 
-Options = TypeVar("Options", SessionOptions, BatchingOptions)
+Options = TypeVar("Options", SessionOptions, BatchingOptions, HttpLimits)
 # The settings whose names differ from the option they fill; every other option field is
 # filled from the setting of the same name.
 _OPTION_SOURCES: dict[str, str] = {"providers": "provider_list", "enabled": "batching"}
 
 
 def runtime_options(settings: Settings, options: type[Options]) -> Options:
-    """One of the runtime's option objects, every field taken from these settings."""
+    """One of the runtime's (or the HTTP server's) option objects, every field taken from
+    these settings."""
     values: dict[str, Any] = {
         f.name: getattr(settings, _OPTION_SOURCES.get(f.name, f.name))
         for f in dataclasses.fields(options)
@@ -261,6 +268,10 @@ def session_options(settings: Settings) -> SessionOptions:
 
 def batching_options(settings: Settings) -> BatchingOptions:
     return runtime_options(settings, BatchingOptions)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return runtime_options(settings, HttpLimits)
 
 
 def markdown_table() -> str:

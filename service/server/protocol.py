@@ -28,13 +28,14 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+
+from service.server.limits import DEFAULT_LIMITS, HttpLimits
 
 log = logging.getLogger("service.server")
 
@@ -52,21 +53,6 @@ LINGER_MAX_BYTES = 1 << 20
 DRAIN_IDLE_S = 1.0
 # One warning per this many seconds when connections are refused over the cap, not one each.
 _REFUSAL_LOG_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """The limits of one worker's HTTP connections (seconds and bytes)."""
-
-    max_head_bytes: int = 16384
-    max_headers: int = 100
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    keep_alive_timeout: float = 5.0
-    max_connections: int = 4096
-
-
-DEFAULT_LIMITS = HttpLimits()
 
 
 class _HeadTooLargeError(Exception):
@@ -211,7 +197,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         # A head still incomplete after this read: its bytes so far are exact enough (at most
         # one read beyond the limit is ever parsed, so memory and CPU stay bounded).
-        if self._phase == _HEAD and self._head_bytes > self.limits.max_head_bytes:
+        if self._phase == _HEAD and self._head_bytes > self.limits.max_header_bytes:
             self._refuse_head()
 
     def handle_websocket_upgrade(self) -> None:
@@ -230,9 +216,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _HeadTooLargeError
         # The read that completed the head may also have carried body bytes; count exactly
         # only then (rare: a head near the limit or a large first read).
-        if self._head_bytes > limits.max_head_bytes:
+        if self._head_bytes > limits.max_header_bytes:
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-            if size > limits.max_head_bytes:
+            if size > limits.max_header_bytes:
                 raise _HeadTooLargeError
         self._phase = _BODY
         deadline = self._deadline = self._time() + limits.body_timeout
@@ -297,7 +283,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._answer_and_close(
             431,
             "headers_too_large",
-            f"the request line and headers exceed {limits.max_head_bytes} bytes "
+            f"the request line and headers exceed {limits.max_header_bytes} bytes "
             f"or {limits.max_headers} fields",
         )
 

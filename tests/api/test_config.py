@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from service.config import ENV_PREFIX, Settings, available_cores, markdown_table
+from service.config import (
+    ENV_PREFIX,
+    Settings,
+    available_cores,
+    batching_options,
+    http_limits,
+    markdown_table,
+    session_options,
+)
+from service.runtime.options import BatchingOptions, SessionOptions
+from service.server.limits import HttpLimits
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -67,3 +78,25 @@ def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         load()
+
+
+OPTIONS = [
+    (session_options, SessionOptions(), {"VAE_INTRA_OP_THREADS": "3", "VAE_PROVIDERS": "cpu"}),
+    (batching_options, BatchingOptions(), {"VAE_BATCHING": "false", "VAE_MAX_QUEUED_ROWS": "7"}),
+    (http_limits, HttpLimits(), {"VAE_MAX_HEADERS": "9", "VAE_BODY_TIMEOUT": "2.5"}),
+]
+
+
+@pytest.mark.parametrize(("build", "defaults", "env"), OPTIONS, ids=lambda v: type(v).__name__)
+def test_settings_fill_every_option_field_with_the_options_own_defaults(
+    monkeypatch, build, defaults, env
+):
+    built = build(load())
+    for field in dataclasses.fields(defaults):
+        assert getattr(built, field.name) == getattr(defaults, field.name), field.name
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    changed = build(load())
+    differs = {f.name for f in dataclasses.fields(defaults)}
+    differs = {n for n in differs if getattr(changed, n) != getattr(built, n)}
+    assert len(differs) == len(env), differs
