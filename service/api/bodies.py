@@ -82,8 +82,5 @@ def binary_rows(
         raise invalid(field, "must not be empty")
     if rule.max_items is not None and arr.shape[0] > rule.max_items:
         raise invalid(field, f"at most {rule.max_items} items per request; got {arr.shape[0]}")
-    if images:
-        jsonc.check_unit_range(arr, field)
-    else:
-        jsonc.check_within(arr, rule, field)
+    jsonc.check_within(arr, rule, field)
     return arr

@@ -132,9 +132,14 @@ def in_unit_range(arr: np.ndarray) -> bool:
 
 
 def check_within(arr: np.ndarray, rule: FieldRule, field: str, *, rows: bool = True) -> None:
-    """Finite, and within the bounds `rule` declares for its items."""
-    check_finite(arr, field, rows=rows)
+    """Finite, and within the bounds `rule` declares for its items (`rows`: see
+    `check_finite`)."""
     lo, hi = rule.item_lo, rule.item_hi
+    # The bit-pattern check proves the common case for pixels; the slower ones below only
+    # name the problem.
+    if (lo, hi) == (0.0, 1.0) and in_unit_range(arr):
+        return
+    check_finite(arr, field, rows=rows)
     bad = np.zeros(arr.shape, bool)
     if lo is not None:
         bad |= arr < lo
@@ -147,18 +152,6 @@ def check_within(arr: np.ndarray, rule: FieldRule, field: str, *, rows: bool = T
             _item(field, row, rows),
             f"values must be within [{_number(lo)}, {_number(hi)}]; found {value:g}",
         )
-
-
-def check_unit_range(arr: np.ndarray, field: str, *, rows: bool = True) -> None:
-    # The fast check proves the common case; the slower ones below only name the problem.
-    if in_unit_range(arr):
-        return
-    check_finite(arr, field, rows=rows)
-    bad = (arr < 0.0) | (arr > 1.0)
-    if bad.any():
-        row = _first_bad_row(bad)
-        value = float(arr.reshape(arr.shape[0], -1)[row][bad.reshape(arr.shape[0], -1)[row]][0])
-        raise invalid(_item(field, row, rows), f"pixel values must be in [0, 1]; found {value:g}")
 
 
 def numbers_only(body: bytes, obj: dict[str, Any]) -> bool:
@@ -210,9 +203,13 @@ def _list_field(body: dict[str, Any], rule: FieldRule) -> list[Any]:
     return value
 
 
-def image_from_json(value: Any, field: str, budget: png.PixelBudget) -> np.ndarray:
-    """One image: a flat 784 list, a nested 28x28 list, or a base64 PNG string -> (784,);
-    encoded images spend from the request's pixel `budget`."""
+def image_from_json(
+    value: Any, rule: FieldRule, budget: png.PixelBudget, field: str | None = None
+) -> np.ndarray:
+    """One image: a flat 784 list, a nested 28x28 list, or a base64 PNG string -> (784,),
+    within `rule`'s item bounds; encoded images spend from the request's pixel `budget`
+    (`field`: its name in messages, the rule's by default)."""
+    field = field or rule.name
     if isinstance(value, str):
         return png.decode_base64_image(value, field, budget)
     if not isinstance(value, list):
@@ -224,7 +221,7 @@ def image_from_json(value: Any, field: str, budget: png.PixelBudget) -> np.ndarr
             f"an image must be 784 numbers or 28x28 nested lists; got shape {list(arr.shape)}",
         )
     flat = arr.reshape(1, IMAGE_SIZE)
-    check_unit_range(flat, field, rows=False)
+    check_within(flat, rule, field, rows=False)
     return flat[0]
 
 
@@ -239,12 +236,12 @@ def images_from_json(body: dict[str, Any], rule: FieldRule, *, numbers: bool = F
         arr = _numeric_or_none(items, numbers=numbers)
         if arr is not None and arr.shape in ((n, IMAGE_SIZE), (n, IMAGE_SIDE, IMAGE_SIDE)):
             out = as_float32(arr.reshape(n, IMAGE_SIZE))
-            check_unit_range(out, field)
+            check_within(out, rule, field)
             return out
     # Slow path: mixed formats, or an error to locate item by item.
     budget = png.PixelBudget()
     return np.stack(
-        [image_from_json(item, f"{field}[{i}]", budget) for i, item in enumerate(items)]
+        [image_from_json(item, rule, budget, f"{field}[{i}]") for i, item in enumerate(items)]
     )
 
 

@@ -207,7 +207,7 @@ def add_inference_routes(
                     obj[f"{side}_z"], rules[f"{side}_z"], service.latent_dim
                 )
             else:
-                to_encode.append((side, jsonc.image_from_json(obj[side], side, budget)))
+                to_encode.append((side, jsonc.image_from_json(obj[side], rules[side], budget)))
         if to_encode:
             means = await service.encode_mean(np.stack([image for _, image in to_encode]))
             for (side, _), mu in zip(to_encode, means, strict=True):
