@@ -150,7 +150,7 @@ def _serve(settings: Settings, log_config: dict[str, Any]) -> bool:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        loop="uvloop",
+        loop="service.server.accept:BurstAcceptLoop",
         http=_http_protocol(settings),
         lifespan="on",
         log_config=log_config,
