@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from service.api.admission import Admission
+from service.api.admission import Admission, AdmissionGate
 from service.api.auth import api_key_guard
 from service.api.contract import route_contracts
 from service.api.errors import install_error_handlers
@@ -31,6 +31,7 @@ from service.api.routing import PlainPathRoute
 from service.config import Settings, batching_options, session_options
 from service.runtime.model import VAEModel
 from service.runtime.service import VAEService
+from service.server.early_answers import EARLY_ANSWER_KEY
 
 log = logging.getLogger("service")
 
@@ -54,9 +55,18 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     instead of loading `settings.model_dir`."""
     settings = settings or Settings()
     metrics = Metrics()
+    routes = route_contracts(settings)
+    gate = AdmissionGate(
+        paths=frozenset(route.path for route in routes.values()),
+        max_in_flight=settings.max_in_flight,
+        retry_after=settings.retry_after,
+        metrics=metrics,
+        access_log=settings.access_log,
+        cors=bool(settings.cors_origin_list),
+    )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         svc = service
         if svc is None:
             log.info("loading model", extra={"model_dir": str(settings.model_dir)})
@@ -76,7 +86,9 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
             },
         )
         try:
-            yield
+            # The lifespan state reaches the server's protocol: it refuses over-bound
+            # requests from their heads (service.server.early_answers).
+            yield {EARLY_ANSWER_KEY: gate.early_answer}
         finally:
             await svc.stop()
             log.info("stopped")
@@ -98,7 +110,6 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     # matched as a branch and then again inside it, which every request pays for.
     app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
-    routes = route_contracts(settings)
     add_inference_routes(app.router, routes, protected)
     add_model_routes(app.router, settings, protected)
     install_docs(app)
@@ -112,13 +123,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
 
     # Added innermost first: admission (so CORS headers reach its 503s too), CORS, then the
     # body limit, then the observer around everything (it counts and logs every refusal).
-    app.add_middleware(
-        Admission,
-        paths=frozenset(route.path for route in routes.values()),
-        max_in_flight=settings.max_in_flight,
-        request_timeout=settings.request_timeout,
-        retry_after=settings.retry_after,
-    )
+    app.add_middleware(Admission, gate=gate, request_timeout=settings.request_timeout)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -109,12 +109,14 @@ class Settings(BaseSettings):
 
     # Admission control
     max_in_flight: int = Field(
-        256,
+        128,
         ge=0,
         description="Most requests to the model routes (`/encode`, `/decode`, `/sample`, "
         "`/interpolate`) one worker holds at once, from their headers to their answer; one "
         "more is answered 503 (`overloaded`, with `Retry-After`) at once, before its body is "
-        "read. Probes, `/metrics`, `/model` and the docs are never refused (0 = no bound).",
+        "read, and its connection's next request is not read until a slot is free or "
+        "`VAE_RETRY_AFTER` has passed. Probes, `/metrics`, `/model` and the docs are never "
+        "refused (0 = no bound).",
     )
     max_queued_rows: int = Field(
         DEFAULT_BATCHING_OPTIONS.max_queued_rows,

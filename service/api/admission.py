@@ -6,6 +6,12 @@
 - A deadline for each admitted request's inference (`INFERENCE_DEADLINE`, read by the
   runtime where inference is awaited): past it, 504 `timeout` and no compute.
 
+The bound itself lives in `AdmissionGate`, shared by the middleware and the server: the
+server asks the gate (`AdmissionGate.early_answer`, its `EarlyAnswerHook`) while it reads a
+request's head, and a refusal then costs no request cycle at all. The middleware still refuses
+whatever the server leaves to it (a pipelined request, a CORS request, an unusual spelling of
+the path), with the same answer.
+
 The runtime's own bound (rows queued per graph, `MicroBatcher`) raises `Overloaded`, answered
 with the same status, code and `Retry-After` by `service.api.errors`. Probes, `/metrics`,
 `/model` and the docs never pass through here: they stay fast while the model routes shed.
@@ -19,6 +25,7 @@ import ctypes.util
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 
 from starlette._utils import get_route_path  # what the routes match on (see service.api.routing)
@@ -31,7 +38,10 @@ from service.api.errors import (
     error_body,
     overloaded_headers,
 )
+from service.api.metrics import Metrics
+from service.api.middleware import log_access, request_id_of
 from service.runtime.batching import INFERENCE_DEADLINE
+from service.server.early_answers import EarlyAnswer, Resume
 
 log = logging.getLogger("service.api")
 
@@ -60,44 +70,111 @@ def _malloc_trim() -> Callable[[int], int] | None:
 MALLOC_TRIM = _malloc_trim()
 
 
-class Admission:
-    """`max_in_flight` (0: no bound) requests to `paths` at once per worker; each admitted
-    one's inference must finish within `request_timeout` seconds (0: no deadline)."""
+class AdmissionGate:
+    """One worker's bound: `max_in_flight` (0: no bound) requests to `paths` at once.
+
+    `early_answer` is the server's `EarlyAnswerHook`: the refusal of a request over the bound,
+    counted and logged as the middleware would, or None for every request it leaves to the
+    app (not over the bound, not a POST to a model route as spelled in `paths`, a CORS
+    request whose answer needs the CORS middleware's headers).
+    """
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         paths: frozenset[str],
         max_in_flight: int,
-        request_timeout: float,
         retry_after: int,
+        metrics: Metrics,
+        access_log: bool,
+        cors: bool,
     ) -> None:
-        self.app = app
         self.paths = paths
         self.max_in_flight = max_in_flight or sys.maxsize
-        self.request_timeout = request_timeout
         self.in_flight = 0
-        self._peak = 0  # most requests held at once since the last trim
-        self._trim_after = TRIM_AFTER_IN_FLIGHT if MALLOC_TRIM is not None else sys.maxsize
-        self._trim_pending = False
+        self.metrics = metrics
+        self.access_log = access_log
+        self.cors = cors
+        self._raw_paths = {path.encode(): path for path in paths}
+        # Connections refused early whose next request the server holds back: each slot freed
+        # resumes the newest (a held request is read when it can be admitted, and the newest
+        # has waited least: under overload, serving newest first keeps latency low).
+        self._waiting: deque[Resume] = deque()
+        self._hold_s = float(retry_after)
         # Every refusal is the same answer: its bytes are made once.
         body = error_body(OVERLOADED, SHED_MESSAGE, None)
-        self._shed_body = body
-        self._shed_headers = [
+        self.refusal_body = body
+        self.refusal_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             *((k.lower().encode(), v.encode()) for k, v in overloaded_headers(retry_after).items()),
         ]
 
+    def early_answer(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], held_out: bool
+    ) -> EarlyAnswer | None:
+        full = self.in_flight >= self.max_in_flight
+        if method != b"POST" or not (full or (held_out and self._waiting)):
+            return None
+        started = time.perf_counter()
+        path = self._raw_paths.get(target.partition(b"?")[0])
+        if path is None:
+            return None
+        if self.cors:
+            for name, _ in headers:
+                if name == b"origin":
+                    return None
+        if not full:
+            # A request held until its hold ran out, while newer ones wait: the free slot goes
+            # to the newest (served newest first, the admitted requests' latency stays low).
+            self._wake()
+        request_id = request_id_of(headers)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(path, "POST", OVERLOADED_STATUS, seconds)
+        self.metrics.observe_error(path, OVERLOADED)
+        if self.access_log:
+            log_access("POST", path, path, OVERLOADED_STATUS, request_id, seconds)
+        return EarlyAnswer(
+            OVERLOADED_STATUS,
+            [(b"x-request-id", request_id.encode()), *self.refusal_headers],
+            self.refusal_body,
+            hold_s=self._hold_s,
+            wait=self._waiting.append,
+        )
+
+    def release(self) -> None:
+        """An admitted request has finished: its slot goes to the oldest held connection."""
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting = self._waiting
+        while waiting and not waiting.pop()():
+            pass
+
+
+class Admission:
+    """Admits requests to `gate.paths` within the gate's bound; each admitted one's inference
+    must finish within `request_timeout` seconds (0: no deadline)."""
+
+    def __init__(self, app: ASGIApp, *, gate: AdmissionGate, request_timeout: float) -> None:
+        self.app = app
+        self.gate = gate
+        self.paths = gate.paths
+        self.request_timeout = request_timeout
+        self._peak = 0  # most requests held at once since the last trim
+        self._trim_after = TRIM_AFTER_IN_FLIGHT if MALLOC_TRIM is not None else sys.maxsize
+        self._trim_pending = False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or get_route_path(scope) not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        gate = self.gate
+        if gate.in_flight >= gate.max_in_flight:
             await self._shed(scope, send)
             return
-        in_flight = self.in_flight = self.in_flight + 1
+        in_flight = gate.in_flight = gate.in_flight + 1
         if in_flight > self._peak:
             self._peak = in_flight
         token = None
@@ -107,16 +184,16 @@ class Admission:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            gate.release()
             if token is not None:
                 INFERENCE_DEADLINE.reset(token)
-            if not self.in_flight and self._peak >= self._trim_after and not self._trim_pending:
+            if not gate.in_flight and self._peak >= self._trim_after and not self._trim_pending:
                 self._trim_pending = True
                 asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_when_idle)
 
     def _trim_when_idle(self) -> None:
         self._trim_pending = False
-        if self.in_flight or MALLOC_TRIM is None:
+        if self.gate.in_flight or MALLOC_TRIM is None:
             return  # busy again: the next idle moment schedules it anew
         self._peak = 0
         started = time.perf_counter()
@@ -132,7 +209,7 @@ class Admission:
             {
                 "type": "http.response.start",
                 "status": OVERLOADED_STATUS,
-                "headers": list(self._shed_headers),
+                "headers": list(self.gate.refusal_headers),
             }
         )
-        await send({"type": "http.response.body", "body": self._shed_body})
+        await send({"type": "http.response.body", "body": self.gate.refusal_body})

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,36 @@ access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.api")
 
 _REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client's `X-Request-ID` when it is a plain token, else a new random id."""
+    for name, value in headers:
+        if name == b"x-request-id" and _REQUEST_ID_OK.match(value):
+            return value.decode()
+    return os.urandom(16).hex()  # as unique as uuid4().hex, and cheaper
+
+
+def log_access(
+    method: str, path: str, route: str, status: int, request_id: str, seconds: float
+) -> None:
+    """The one access log line of a request."""
+    access_log.info(
+        "%s %s %d",
+        method,
+        path,
+        status,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "latency_ms": round(seconds * 1000.0, 3),
+        },
+    )
+
+
 # Versions whose bodies are exactly Content-Length bytes unless chunked (RFC 9112 6.3); an
 # HTTP/2 body may stream with no length declared, so it is always counted.
 _LENGTH_FRAMED = frozenset({"1.0", "1.1"})
@@ -72,13 +103,7 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID_OK.match(value):
-                request_id = value.decode()
-                break
-        if request_id is None:
-            request_id = os.urandom(16).hex()  # as unique as uuid4().hex, and cheaper
+        request_id = request_id_of(scope["headers"])
         scope[REQUEST_ID_KEY] = request_id
         state: dict[str, Any] = {"status": 500, "started": False, "error_code": None}
         rid_header = (b"x-request-id", request_id.encode())
@@ -122,20 +147,7 @@ class RequestObserver:
                 code = state["error_code"] or scope.get(ERROR_CODE_KEY) or str(status)
                 self.metrics.observe_error(route, code)
             if self.access_log_enabled:
-                access_log.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "request_id": request_id,
-                        "method": method,
-                        "route": route,
-                        "path": scope["path"],
-                        "status": status,
-                        "latency_ms": round(seconds * 1000.0, 3),
-                    },
-                )
+                log_access(method, scope["path"], route, status, request_id, seconds)
 
 
 class BodyLimit:

@@ -10,6 +10,10 @@ square of its length), and a client trickling a byte a second holds its connecti
 - a header read timeout (from the connection's opening, or from a request's first byte) and a
   body read timeout (from the end of the headers): then `408` and the connection is closed;
 - a cap on open connections per worker: one over it is closed as soon as it is accepted;
+- early answers: the app's `EarlyAnswerHook` (service.server.early_answers) may answer a
+  request from its head, with no ASGI cycle (admission control's refusals under a flood); the
+  connection stays open, the request's body is read and dropped, and the connection's next
+  request is held back until the app frees a slot or the answer's hold time has passed;
 - a shutdown that answers what was already sent: answers during the drain say
   `Connection: close`, an idle keep-alive connection stays open briefly for a request already
   on its way, and at the grace deadline an unfinished request gets `503` instead of a
@@ -28,13 +32,17 @@ import json
 import logging
 import math
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import httptools
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.server.early_answers import EARLY_ANSWER_KEY, EarlyAnswer, Resume
 from service.server.limits import DEFAULT_LIMITS, HttpLimits
 
 log = logging.getLogger("service.server")
@@ -72,6 +80,16 @@ def error_answer(status: int, code: str, message: str, date: list[tuple[bytes, b
     return b"".join(head) + body
 
 
+def keep_alive_answer(answer: EarlyAnswer, date: list[tuple[bytes, bytes]]) -> bytes:
+    """An early answer as HTTP/1.1 bytes, the connection kept open (as uvicorn writes an
+    answer: its default headers first)."""
+    head = [STATUS_LINE[answer.status]]
+    for name, value in (*date, *answer.headers):
+        head += [name, b": ", value, b"\r\n"]
+    head.append(b"\r\n")
+    return b"".join(head) + answer.body
+
+
 class _DropCancelledTracebacks(logging.Filter):
     """uvicorn cancels the requests still running at the grace deadline and logs each one's
     `CancelledError` with a traceback at error level; it also logs the count in one line, so
@@ -105,7 +123,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         "_discarded",
         "_drain_timers",
         "_draining",
+        "_early",
+        "_early_answer",
         "_head_bytes",
+        "_held_out",
+        "_hold_timer",
         "_phase",
         "_time",
         "_timer",
@@ -134,6 +156,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._discarded = -1  # >= 0: answered with an error, reading and dropping until closed
         self._draining = False
         self._drain_timers: list[asyncio.TimerHandle] = []
+        self._early_answer = app_state.get(EARLY_ANSWER_KEY)
+        self._early: EarlyAnswer | None = None  # the request being read was answered early
+        self._hold_timer: asyncio.TimerHandle | None = None  # set while the next one is held
+        self._held_out = False  # the next request was held until its hold ran out
 
     # Connection
 
@@ -156,6 +182,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         for timer in self._drain_timers:
             timer.cancel()
         super().connection_lost(exc)
@@ -224,12 +253,55 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         deadline = self._deadline = self._time() + limits.body_timeout
         if deadline < self._timer_at:
             self._set_timer(deadline)
+        early = self._early_answer
+        held_out = self._held_out
+        self._held_out = False
+        if early is not None and not self._draining:
+            cycle = self.cycle
+            parser = self.parser
+            if (
+                (cycle is None or cycle.response_complete)
+                and parser.should_keep_alive()
+                and parser.get_http_version() == "1.1"
+            ):
+                answer = early(parser.get_method(), self.url, self.headers, held_out)
+                if answer is not None:
+                    self._early = answer
+                    default_headers = self.server_state.default_headers
+                    self.transport.write(keep_alive_answer(answer, default_headers))
+                    return
         _uvicorn_on_headers_complete(self)
         if self._draining:
             self.cycle.keep_alive = False
 
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's on_body, inlined (as on_message_complete), plus dropping a refused body.
+        cycle = self.cycle
+        if (
+            self._early is not None
+            or (self.parser.should_upgrade() and self._should_upgrade())
+            or cycle.response_complete
+        ):
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
+
     def on_message_complete(self) -> None:
         self._phase = _IDLE
+        answer = self._early
+        if answer is not None:
+            self._early = None
+            self.server_state.total_requests += 1
+            if self._draining:
+                self.transport.close()
+            elif not self.transport.is_closing():
+                if answer.hold_s > 0 and answer.wait is not None:
+                    self._hold(answer.hold_s, answer.wait)
+                else:
+                    self._await_next_request()
+            return
         # uvicorn's on_message_complete, inlined: these callbacks run once per request, and a
         # call to the base method costs more than the rest of this class's work on the path.
         cycle = self.cycle
@@ -237,6 +309,37 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle.more_body = False
         cycle.message_event.set()
+
+    # Early answers
+
+    def _hold(self, seconds: float, wait: Callable[[Resume], None]) -> None:
+        """Read nothing more until the app resumes this connection or `seconds` pass."""
+        self.flow.pause_reading()
+        self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
+        # A weak reference: the app may keep the callback after the connection is gone, and it
+        # must not keep the connection's buffers alive.
+        resume = weakref.WeakMethod(self._resume)
+        wait(lambda: (method := resume()) is not None and method())
+
+    def _hold_ran_out(self) -> None:
+        self._held_out = self._resume()
+
+    def _resume(self) -> bool:
+        timer = self._hold_timer
+        if timer is None or self.transport.is_closing():
+            return False
+        timer.cancel()
+        self._hold_timer = None
+        self.flow.resume_reading()
+        self._await_next_request()
+        return True
+
+    def _await_next_request(self) -> None:
+        # As uvicorn's on_response_complete: arm the keep-alive timeout.
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     # Deadlines
 
@@ -336,6 +439,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         (the listening sockets are already closed)."""
         self._draining = True
         logging.getLogger("uvicorn.error").addFilter(_cancel_filter)  # idempotent
+        self._resume()  # a held request is read now, to be answered before the close
         grace = self.config.timeout_graceful_shutdown
         if grace is not None:
             # uvicorn's own deadline is 0.1 s after this one (it sleeps before it starts
@@ -364,6 +468,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _drain_deadline(self) -> None:
         transport = self.transport
         if transport.is_closing():
+            return
+        if self._early is not None:  # answered already; its body is late
+            transport.close()
             return
         cycle = self.cycle
         unfinished = cycle is not None and not cycle.response_complete

@@ -128,7 +128,7 @@ def test_past_the_in_flight_bound_the_model_routes_answer_503_and_probes_stay_op
                 )
                 for _ in range(2)
             ]
-            await until(lambda: admission(app).in_flight == 2)
+            await until(lambda: admission(app).gate.in_flight == 2)
             for path, body in [
                 ("/decode", Z),
                 ("/encode", {"images": [[0.0] * 784]}),
@@ -142,7 +142,7 @@ def test_past_the_in_flight_bound_the_model_routes_answer_503_and_probes_stay_op
             gate.set()
             for response in await asyncio.gather(*held):
                 assert response.status_code == 200
-            assert admission(app).in_flight == 0
+            assert admission(app).gate.in_flight == 0
             assert (await client.post("/decode", json=Z)).status_code == 200
             metrics = (await client.get("/metrics")).text
             assert error_count(metrics, "/decode", "overloaded") == 1
@@ -204,7 +204,7 @@ def test_past_the_deadline_a_request_answers_504_and_its_rows_are_never_computed
                 decoder.release()
             assert (await client.post("/decode", json=Z)).status_code == 200
             assert not any((call == 3.0).any() for call in decoder.calls)
-            assert admission(app).in_flight == 0
+            assert admission(app).gate.in_flight == 0
             assert app.state.service._decoder_batcher.queued_rows == 0
             metrics = (await client.get("/metrics")).text
             assert error_count(metrics, "/decode", "timeout") == 2
@@ -226,17 +226,17 @@ def test_the_deadline_covers_unbatched_calls_too(tiny_model_dir):
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({}, (256, 16384, 10.0)),
+        ({}, (128, 16384, 10.0)),
         ({"max_in_flight": 0, "max_queued_rows": 0, "request_timeout": 0}, (0, 0, 0.0)),
     ],
 )
 def test_bounds_are_settings_and_zero_turns_each_off(tiny_model_dir, settings, expected):
     async def scenario() -> None:
         async with started(tiny_model_dir, **settings) as (app, client):
-            gate = admission(app)
+            layer = admission(app)
             batcher = app.state.service._decoder_batcher
-            limit = 0 if gate.max_in_flight > 10**9 else gate.max_in_flight
-            assert (limit, batcher._max_queued_rows, gate.request_timeout) == expected
+            limit = 0 if layer.gate.max_in_flight > 10**9 else layer.gate.max_in_flight
+            assert (limit, batcher._max_queued_rows, layer.request_timeout) == expected
             # No bound and no deadline still serve (and a zero deadline never fires at once).
             answers = await asyncio.gather(*(client.post("/decode", json=Z) for _ in range(20)))
             assert {r.status_code for r in answers} == {200}
@@ -278,7 +278,9 @@ def test_after_a_burst_an_idle_worker_trims_its_heap_once(tiny_model_dir, monkey
                 )
                 for _ in range(admission_module.TRIM_AFTER_IN_FLIGHT)
             ]
-            await until(lambda: admission(app).in_flight == admission_module.TRIM_AFTER_IN_FLIGHT)
+            await until(
+                lambda: admission(app).gate.in_flight == admission_module.TRIM_AFTER_IN_FLIGHT
+            )
             gate.set()
             assert {r.status_code for r in await asyncio.gather(*burst)} == {200}
             await until(lambda: trims == [0])

@@ -17,13 +17,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Server, ServerFactory, start_server
+from tests.e2e.raw_http import connect, read_answer
 
 pytestmark = pytest.mark.slow
 
@@ -43,48 +43,6 @@ def limited(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     server = start_server(tiny_model_dir, tmp_path_factory.mktemp("limits"), **LIMITS_ENV)
     yield server
     server.stop()
-
-
-def _connect(server: Server, timeout: float = 10.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes = field(repr=False)
-
-    @property
-    def closes(self) -> bool:
-        return "close" in self.headers.get("connection", "").lower()
-
-
-def _read_answer(sock: socket.socket) -> Answer | None:
-    """One HTTP/1.1 answer with a Content-Length, or None when the connection ends (closed or
-    reset) before a complete one arrives."""
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(":", 1) for line in lines[1:])
-        headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
-        length = int(headers["content-length"])
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            body += chunk
-    except (ConnectionResetError, BrokenPipeError):
-        return None
-    return Answer(int(lines[0].split(" ", 2)[1]), headers, body)
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
@@ -126,7 +84,7 @@ def test_endless_headers_are_cut_and_healthz_still_answers(limited):
     cut_after: list[float] = []
 
     def stream() -> None:
-        with _connect(limited) as sock:
+        with connect(limited) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
             start = time.monotonic()
             try:
@@ -160,7 +118,7 @@ def test_endless_headers_are_cut_and_healthz_still_answers(limited):
     ids=["one-huge-header", "huge-url", "head-over-the-byte-limit"],
 )
 def test_a_head_over_the_byte_limit_is_answered_431(limited, request_head):
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         sock.sendall(request_head)
         closed, raw = _closed_within(sock, 3 * TIMEOUT_S)
     assert closed
@@ -170,7 +128,7 @@ def test_a_head_over_the_byte_limit_is_answered_431(limited, request_head):
 
 def test_too_many_headers_are_answered_431_and_a_head_at_the_limits_is_served(limited):
     many = b"".join(b"X-%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n")
         closed, raw = _closed_within(sock, 3 * TIMEOUT_S)
     assert closed
@@ -183,9 +141,9 @@ def test_too_many_headers_are_answered_431_and_a_head_at_the_limits_is_served(li
     value = b"v" * ((MAX_HEADER_BYTES - 500 - len(head)) // (MAX_HEADERS - 3) - 9)
     head += b"".join(b"X-%d: %s\r\n" % (i, value) for i in range(MAX_HEADERS - 3))
     assert MAX_HEADER_BYTES - 1000 < len(head) < MAX_HEADER_BYTES
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         sock.sendall(head + b"\r\n" + ENCODE_BODY)
-        answer = _read_answer(sock)
+        answer = read_answer(sock)
     assert answer is not None
     assert answer.status == 200
 
@@ -194,7 +152,7 @@ def test_too_many_headers_are_answered_431_and_a_head_at_the_limits_is_served(li
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(limited):
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         closed, raw = _closed_within(sock, 3 * TIMEOUT_S)
     assert closed
     assert raw == b""  # nothing was asked, nothing is answered
@@ -203,7 +161,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(limi
 def test_slowloris_is_closed_after_the_header_timeout(limited):
     """Row 3: a header arriving one byte per 0.2 s."""
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         received, closed, elapsed = _trickle(sock, (bytes([byte]) for byte in head))
     assert closed, "still open after the whole header"
     assert elapsed < 3 * TIMEOUT_S
@@ -238,7 +196,7 @@ def _trickle(
 
 def test_a_slow_body_is_answered_408_after_the_body_timeout(limited):
     """Row 3: a body arriving one byte per 0.2 s."""
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         sock.sendall(
             b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000\r\n\r\n"
@@ -251,9 +209,9 @@ def test_a_slow_body_is_answered_408_after_the_body_timeout(limited):
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(limited):
-    with _connect(limited) as sock:
+    with connect(limited) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = _read_answer(sock)
+        answer = read_answer(sock)
         assert answer is not None
         assert (answer.status, answer.closes) == (200, False)
         start = time.monotonic()
@@ -266,14 +224,14 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(limited):
 def test_connections_over_the_cap_are_closed_at_once(server_factory: ServerFactory):
     server = server_factory(VAE_MAX_CONNECTIONS="8")
     time.sleep(0.5)  # the readiness probes' connections are gone
-    held = [_connect(server) for _ in range(8)]
+    held = [connect(server) for _ in range(8)]
     try:
         for sock in held:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = _read_answer(sock)
+            answer = read_answer(sock)
             assert answer is not None
             assert answer.status == 200
-        with _connect(server) as extra:
+        with connect(server) as extra:
             with contextlib.suppress(OSError):
                 extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             closed, raw = _closed_within(extra, 2.0)
@@ -304,7 +262,7 @@ def test_sigterm_with_a_slow_upload_refuses_new_clients_and_exits_cleanly(
     that never finishes is answered 503 at the grace deadline; exit 0, no traceback."""
     grace = 2.0
     server = server_factory(workers=workers, VAE_SHUTDOWN_TIMEOUT=str(grace))
-    with _connect(server) as upload:
+    with connect(server) as upload:
         upload.sendall(
             b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000\r\n\r\n["
@@ -327,7 +285,7 @@ def test_sigterm_with_a_slow_upload_refuses_new_clients_and_exits_cleanly(
         assert refused_after is not None, "never refused"
         assert refused_after < 1.5
         upload.settimeout(3 * grace)
-        answer = _read_answer(upload)
+        answer = read_answer(upload)
     assert answer is not None
     assert answer.status == 503
     assert json.loads(answer.body)["error"]["code"] == "shutting_down"
@@ -356,7 +314,7 @@ def test_sigterm_during_keep_alive_requests_answers_every_request_it_received(
 
     def client(idle: bool) -> None:
         nonlocal sent, answered, unanswered, closed_politely
-        with _connect(server) as sock:
+        with connect(server) as sock:
             while True:
                 try:
                     sock.sendall(request)
@@ -366,7 +324,7 @@ def test_sigterm_during_keep_alive_requests_answers_every_request_it_received(
                     return
                 with lock:
                     sent += 1
-                answer = _read_answer(sock)
+                answer = read_answer(sock)
                 with lock:
                     if answer is None:
                         unanswered += 1

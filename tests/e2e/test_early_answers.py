@@ -1,0 +1,160 @@
+"""Admission control's refusals answered by the server from a request's head
+(service.server.early_answers), on a real server with room for one request in flight.
+
+- The early refusal is byte for byte the app's own refusal (the reference: the app answers
+  the same request when its path is spelled so that only the app's router recognises it).
+- A refused connection stays open; its next request is not read until a slot is free, and is
+  then served (here the hold would last 60 s, so only the freed slot can explain the answer).
+- On SIGTERM a held request is read and answered, with `Connection: close`.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+import pytest
+
+from tests.e2e.conftest import Server, ServerFactory
+from tests.e2e.raw_http import Answer, connect, read_answer
+
+ENV = {"VAE_MAX_IN_FLIGHT": "1", "VAE_RETRY_AFTER": "60", "VAE_ACCESS_LOG": "false"}
+BODY = orjson.dumps({"images": [[0.25] * 784], "seed": 3})
+LIVENESS_S = 30.0  # far below the 60 s hold: an answer before it means a freed slot
+
+
+def request(path: str, body: bytes = BODY, headers: tuple[str, ...] = ()) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: test", "Content-Type: application/json"]
+    head += [*headers, f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def ask(server: Server, raw: bytes) -> tuple[socket.socket, Answer]:
+    sock = connect(server, timeout=LIVENESS_S)
+    sock.sendall(raw)
+    answer = read_answer(sock)
+    assert answer is not None, "the connection ended without an answer"
+    return sock, answer
+
+
+def status_of_one_request(server: Server) -> int:
+    probe, answer = ask(server, request("/encode"))
+    probe.close()
+    return answer.status
+
+
+def has_answer(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
+    finally:
+        sock.settimeout(LIVENESS_S)
+
+
+@contextmanager
+def slot_taken(server: Server) -> Iterator[socket.socket]:
+    """The one slot held by a request whose headers are in and whose body is not; closing it
+    (or sending the body) frees the slot."""
+    for _ in range(20):
+        # The previous test's slot is freed once the server has seen its connection close.
+        while status_of_one_request(server) != 200:
+            pass
+        holder = connect(server, timeout=LIVENESS_S)
+        raw = request("/encode")
+        holder.sendall(raw[: raw.index(b"\r\n\r\n") + 4])
+        # Taken once another request is refused; unless a request that has not finished
+        # yet (a probe) held the slot when the holder's head arrived, and it was refused.
+        for _ in range(50):
+            if status_of_one_request(server) == 503:
+                break
+        if not has_answer(holder) and status_of_one_request(server) == 503:
+            break
+        holder.close()
+    else:
+        raise AssertionError("a held request never took the slot")
+    try:
+        yield holder
+    finally:
+        holder.close()
+
+
+@pytest.fixture(scope="module")
+def one_slot(tiny_model_dir, tmp_path_factory) -> Iterator[Server]:
+    from tests.e2e.conftest import start_server
+
+    server = start_server(tiny_model_dir, tmp_path_factory.mktemp("early"), **ENV)
+    yield server
+    server.stop()
+
+
+def comparable(answer: Answer) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The answer without what differs between any two answers (the date; a generated id)."""
+    fields = [(name, "" if name == "date" else value) for name, value in answer.fields]
+    return answer.status, fields, answer.body
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "body"),
+    [
+        ("", (), BODY),
+        ("?seed=4", ("X-Request-ID: client-id-1",), BODY),
+        ("", ("X-Request-ID: not a token", "Accept: application/x-npy"), BODY),
+        ("", ("Expect: 100-continue",), BODY * 40),
+    ],
+)
+def test_the_early_refusal_is_the_apps_own_refusal(one_slot, query, headers, body):
+    with slot_taken(one_slot):
+        early_sock, early = ask(one_slot, request("/encode" + query, body, headers))
+        app_sock, reference = ask(one_slot, request("/%65ncode" + query, body, headers))
+        early_sock.close()
+        app_sock.close()
+    assert early.status == 503
+    assert early.headers["retry-after"] == "60"
+    assert orjson.loads(early.body)["error"]["code"] == "overloaded"
+    if "X-Request-ID: client-id-1" in headers:
+        assert early.headers["x-request-id"] == reference.headers["x-request-id"] == "client-id-1"
+    else:  # a new id each: compared by shape only
+        assert len(early.headers["x-request-id"]) == len(reference.headers["x-request-id"]) == 32
+        early.fields = [(n, v) for n, v in early.fields if n != "x-request-id"]
+        reference.fields = [(n, v) for n, v in reference.fields if n != "x-request-id"]
+    assert comparable(early) == comparable(reference)
+
+
+def test_a_refused_connection_stays_open_and_its_next_request_waits_for_a_free_slot(one_slot):
+    with slot_taken(one_slot) as holder:
+        sock, refused = ask(one_slot, request("/encode"))
+        assert refused.status == 503
+        assert not refused.closes
+        sock.sendall(request("/encode"))  # at once, ignoring Retry-After: held back
+        holder.sendall(BODY)  # the slot's request completes and frees it
+        assert (first := read_answer(holder)) is not None
+        assert first.status == 200
+        served = read_answer(sock)
+    assert served is not None, "the held request was never answered"
+    assert served.status == 200
+    assert orjson.loads(served.body)["z"] == orjson.loads(first.body)["z"]  # same seed, image
+    sock.close()
+
+
+def test_sigterm_answers_a_held_request_and_closes(server_factory: ServerFactory):
+    server = server_factory(**ENV)
+    with slot_taken(server) as holder:
+        sock, refused = ask(server, request("/encode"))
+        assert refused.status == 503
+        sock.sendall(request("/encode"))  # held back
+        server.process.send_signal(signal.SIGTERM)
+        held = read_answer(sock)
+        holder.sendall(BODY)
+        last = read_answer(holder)
+    assert held is not None
+    assert held.closes
+    assert held.status in (200, 503)
+    assert last is not None
+    assert last.status == 200
+    assert last.closes
+    assert server.process.wait(timeout=60) == 0
