@@ -19,6 +19,7 @@ from service.api.contract import route_contracts
 from service.api.errors import install_error_handlers
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimit, RequestObserver
+from service.api.oip.routes import add_oip_routes, document_models
 from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
 from service.api.routes.inference import add_inference_routes
@@ -32,6 +33,7 @@ from service.config import Settings, batching_options, session_options
 from service.runtime.model import VAEModel
 from service.runtime.service import VAEService
 from service.server.early_answers import EARLY_ANSWER_KEY
+from vae_manifest import ModelManifest
 
 log = logging.getLogger("service")
 
@@ -112,6 +114,13 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     add_health_routes(app.router, metrics)
     add_inference_routes(app.router, routes, protected)
     add_model_routes(app.router, settings, protected)
+    add_oip_routes(
+        app.router,
+        {"encoder": routes["encode"].rules["images"], "decoder": routes["decode"].rules["z"]},
+        max_batch_size=settings.max_images,
+        server_version=app.version,
+        protected=protected,
+    )
     install_docs(app)
     add_probe_head_routes(app.router)
 
@@ -119,7 +128,11 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         svc = app.state.service
         return svc.latent_dim if svc is not None and svc.ready else None
 
-    install_openapi(app, settings, routes, latent_dim)
+    def served_manifest() -> ModelManifest | None:
+        svc = app.state.service
+        return svc.model.manifest if svc is not None and svc.ready else None
+
+    install_openapi(app, settings, routes, latent_dim, [document_models(served_manifest)])
 
     # Added innermost first: admission (so CORS headers reach its 503s too), CORS, then the
     # body limit, then the observer around everything (it counts and logs every refusal).

@@ -161,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", type=Path, default=None, help="default MODEL_DIR/report")
     _add_data_options(p)
 
+    p = sub.add_parser(
+        "export-triton",
+        help="write a model directory as a Triton model repository (no torch needed)",
+    )
+    _add_path_option(p, "--model-dir", _default_model_dir(DEFAULT_NAME), "the model to export")
+    p.add_argument("--out", type=Path, required=True, help="the repository directory to write")
+    p.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=256,
+        help="Triton's max_batch_size for both models (default 256, the service's VAE_MAX_IMAGES)",
+    )
+
     p = sub.add_parser("all", help="train, export and evaluate (the default recipe unless told)")
     _add_train_options(p)
     p.add_argument(
@@ -266,6 +279,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_export_triton(args: argparse.Namespace) -> None:
+    from training.triton_export import export_triton
+
+    for model in export_triton(args.model_dir, args.out, args.max_batch_size):
+        _log(f"wrote {model}")
+
+
 def cmd_all(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     args.checkpoint = cmd_train(args)
@@ -277,7 +297,13 @@ def cmd_all(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "export": cmd_export, "evaluate": cmd_evaluate, "all": cmd_all}
+    handlers = {
+        "train": cmd_train,
+        "export": cmd_export,
+        "evaluate": cmd_evaluate,
+        "export-triton": cmd_export_triton,
+        "all": cmd_all,
+    }
     try:
         handlers[args.command](args)
     # Errors the user can act on are one line; anything else is a bug and keeps its traceback.

@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from starlette._utils import get_route_path  # what the routes match on (service.api.routing)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from service.api.oip.codec import OIPError
 from service.runtime.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -64,6 +66,29 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
     return orjson.dumps({"error": {"code": code, "message": message, "field": field, **extra}})
 
 
+# The Open Inference Protocol's routes answer errors in its own dialect, which tritonclient
+# reads: `{"error": "<message>"}`, and 400 for every invalid request (Triton's mapping).
+OIP_PREFIX = "/v2"
+
+
+def is_oip_path(path: str) -> bool:
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def oip_error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def dialect_error(
+    path: str, status: int, code: str, message: str, field: str | None
+) -> tuple[int, bytes]:
+    """The status and body of an error answer on `path`, in its protocol's dialect."""
+    if is_oip_path(path):
+        text = message if field is None or message.startswith(field) else f"{field}: {message}"
+        return (400 if status == 422 else status), oip_error_body(text)
+    return status, error_body(code, message, field)
+
+
 def error_response(
     request: Request,
     status: int,
@@ -74,12 +99,8 @@ def error_response(
 ) -> Response:
     """The JSON error answer; its code is left in the request's scope for the metrics."""
     request.scope[ERROR_CODE_KEY] = code
-    return Response(
-        error_body(code, message, field),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    status, body = dialect_error(get_route_path(request.scope), status, code, message, field)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 # Admission control (`service.api.admission` and the runtime's bounds): one status, code and
@@ -107,6 +128,10 @@ _HTTP_CODES = {
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+
+async def _oip_error(request: Request, exc: Exception) -> Response:
+    return error_response(request, 400, "bad_request", str(exc))
 
 
 async def _invalid_input(request: Request, exc: Exception) -> Response:
@@ -152,6 +177,7 @@ def install_error_handlers(app: FastAPI, retry_after: int = 1) -> None:
         )
 
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(OIPError, _oip_error)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(ModelNotReady, _not_ready)
     app.add_exception_handler(Overloaded, overloaded)

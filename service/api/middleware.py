@@ -16,10 +16,18 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette._utils import get_route_path  # what the routes match on (service.api.routing)
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import ERROR_CODE_KEY, REQUEST_ID_KEY, BodyTooLargeError, error_body
+from service.api.errors import (
+    ERROR_CODE_KEY,
+    REQUEST_ID_KEY,
+    BodyTooLargeError,
+    dialect_error,
+    error_body,
+    is_oip_path,
+)
 from service.api.metrics import Metrics
 
 access_log = logging.getLogger("service.access")
@@ -131,9 +139,14 @@ class RequestObserver:
             state["status"] = 500
             state["error_code"] = "internal_error"
             if not state["started"]:
-                body = error_body(
-                    "internal_error", "internal server error", None, request_id=request_id
-                )
+                if is_oip_path(get_route_path(scope)):
+                    body = dialect_error(
+                        get_route_path(scope), 500, "", "internal server error", None
+                    )[1]
+                else:
+                    body = error_body(
+                        "internal_error", "internal server error", None, request_id=request_id
+                    )
                 await _send_error(send, 500, body, request_id)
         finally:
             seconds = time.perf_counter() - start
@@ -202,7 +215,9 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         scope[ERROR_CODE_KEY] = "body_too_large"
-        body = error_body("body_too_large", str(BodyTooLargeError(self.limit)), None)
+        _, body = dialect_error(
+            get_route_path(scope), 413, "body_too_large", str(BodyTooLargeError(self.limit)), None
+        )
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -3,7 +3,7 @@ rendered as OpenAPI 3.0 because the bundled (offline) Swagger UI 4 does not read
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -49,7 +49,10 @@ def install_openapi(
     settings: Settings,
     routes: dict[str, RouteContract],
     latent_dim: Callable[[], int | None],
+    patches: Sequence[Callable[[dict[str, Any]], None]] = (),
 ) -> None:
+    """`patches` amend the document (OpenAPI 3.1, before the 3.0 rendering) of other routes."""
+
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -132,6 +135,8 @@ def install_openapi(
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
         doc["info"]["x-latent-dim"] = dim
+        for patch in patches:
+            patch(doc)
         doc = to_openapi_30(doc)
         if dim is not None:  # cache only once the model (and so its latent size) is known
             app.openapi_schema = doc

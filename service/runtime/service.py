@@ -16,7 +16,13 @@ import numpy as np
 from service.runtime.batching import MicroBatcher, PaddedRunFn, Part, timed_run, within_deadline
 from service.runtime.errors import InvalidInput, ModelNotReady, NonFiniteOutput
 from service.runtime.interpolation import METHODS
-from service.runtime.model import VAEModel, numeric_array, padded_input
+from service.runtime.model import (
+    DECODER_OUTPUTS,
+    ENCODER_OUTPUTS,
+    VAEModel,
+    numeric_array,
+    padded_input,
+)
 from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
 from service.runtime.options import DEFAULT_BATCHING_OPTIONS, BatchingOptions
 
@@ -220,6 +226,15 @@ class VAEService:
         """The posterior means only: (n, latent_dim)."""
         outputs = await self._infer("encoder", self.model.check_images(images))
         return outputs[0]
+
+    async def run_graph(self, graph: Graph, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """One graph's own outputs by name (encoder: mu, sigma; decoder: images), through the
+        same micro-batcher as every other call."""
+        if graph == "encoder":
+            mu, sigma, _ = await self._infer(graph, self.model.check_images(rows))
+            return dict(zip(ENCODER_OUTPUTS, (mu, sigma), strict=True))
+        outputs = await self._infer(graph, self.model.check_latents(rows))
+        return dict(zip(DECODER_OUTPUTS, outputs, strict=True))
 
     async def decode(self, z: np.ndarray) -> np.ndarray:
         """(n, latent_dim) -> (n, 784) in [0, 1]."""
