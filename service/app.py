@@ -19,7 +19,7 @@ from service.api.contract import route_contracts
 from service.api.errors import install_error_handlers
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimit, RequestObserver
-from service.api.oip.routes import add_oip_routes, document_models
+from service.api.oip.routes import INFER_ROUTES, add_oip_routes, document_models
 from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
 from service.api.routes.inference import add_inference_routes
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     metrics = Metrics()
     routes = route_contracts(settings)
     gate = AdmissionGate(
-        paths=frozenset(route.path for route in routes.values()),
+        routes=[*(route.path for route in routes.values()), *INFER_ROUTES],
         max_in_flight=settings.max_in_flight,
         retry_after=settings.retry_after,
         metrics=metrics,

@@ -23,10 +23,11 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette._utils import get_route_path  # what the routes match on (see service.api.routing)
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -35,7 +36,7 @@ from service.api.errors import (
     ERROR_CODE_KEY,
     OVERLOADED,
     OVERLOADED_STATUS,
-    error_body,
+    dialect_error,
     overloaded_headers,
 )
 from service.api.metrics import Metrics
@@ -82,33 +83,59 @@ class AdmissionGate:
     def __init__(
         self,
         *,
-        paths: frozenset[str],
+        routes: Iterable[str],
         max_in_flight: int,
         retry_after: int,
         metrics: Metrics,
         access_log: bool,
         cors: bool,
     ) -> None:
-        self.paths = paths
         self.max_in_flight = max_in_flight or sys.maxsize
         self.in_flight = 0
         self.metrics = metrics
         self.access_log = access_log
         self.cors = cors
-        self._raw_paths = {path.encode(): path for path in paths}
+        # Route templates: exact paths, and those with `{parameters}` (one path segment each).
+        routes = tuple(routes)
+        self._exact = {route: route for route in routes if "{" not in route}
+        self._raw_exact = {route.encode(): route for route in self._exact}
+        self._templates = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(route)) + "$"), route)
+            for route in routes
+            if "{" in route
+        ]
         # Connections refused early whose next request the server holds back: each slot freed
         # resumes the newest (a held request is read when it can be admitted, and the newest
         # has waited least: under overload, serving newest first keeps latency low).
         self._waiting: deque[Resume] = deque()
         self._hold_s = float(retry_after)
-        # Every refusal is the same answer: its bytes are made once.
-        body = error_body(OVERLOADED, SHED_MESSAGE, None)
-        self.refusal_body = body
-        self.refusal_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in overloaded_headers(retry_after).items()),
+        # Every refusal of a route is the same answer (in its protocol's error dialect): its
+        # bytes are made once.
+        retry = [
+            (k.lower().encode(), v.encode()) for k, v in overloaded_headers(retry_after).items()
         ]
+        self._refusals: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+        for route in routes:
+            _, body = dialect_error(route, OVERLOADED_STATUS, OVERLOADED, SHED_MESSAGE, None)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *retry,
+            ]
+            self._refusals[route] = (headers, body)
+
+    def route_of(self, path: str) -> str | None:
+        """The admitted route (its template) that `path` is a request to, or None."""
+        route = self._exact.get(path)
+        if route is None:
+            for pattern, template in self._templates:
+                if pattern.match(path):
+                    return template
+        return route
+
+    def refusal(self, route: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body of the 503 `overloaded` answer on `route`."""
+        return self._refusals[route]
 
     def early_answer(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], held_out: bool
@@ -117,7 +144,10 @@ class AdmissionGate:
         if method != b"POST" or not (full or (held_out and self._waiting)):
             return None
         started = time.perf_counter()
-        path = self._raw_paths.get(target.partition(b"?")[0])
+        raw_path = target.partition(b"?")[0]
+        path = self._raw_exact.get(raw_path)
+        if path is None and self._templates and b"%" not in raw_path:
+            path = self.route_of(raw_path.decode("latin-1"))
         if path is None:
             return None
         if self.cors:
@@ -134,10 +164,11 @@ class AdmissionGate:
         self.metrics.observe_error(path, OVERLOADED)
         if self.access_log:
             log_access("POST", path, path, OVERLOADED_STATUS, request_id, seconds)
+        headers, body = self._refusals[path]
         return EarlyAnswer(
             OVERLOADED_STATUS,
-            [(b"x-request-id", request_id.encode()), *self.refusal_headers],
-            self.refusal_body,
+            [(b"x-request-id", request_id.encode()), *headers],
+            body,
             hold_s=self._hold_s,
             wait=self._waiting.append,
         )
@@ -154,25 +185,25 @@ class AdmissionGate:
 
 
 class Admission:
-    """Admits requests to `gate.paths` within the gate's bound; each admitted one's inference
+    """Admits requests to the gate's routes within its bound; each admitted one's inference
     must finish within `request_timeout` seconds (0: no deadline)."""
 
     def __init__(self, app: ASGIApp, *, gate: AdmissionGate, request_timeout: float) -> None:
         self.app = app
         self.gate = gate
-        self.paths = gate.paths
         self.request_timeout = request_timeout
         self._peak = 0  # most requests held at once since the last trim
         self._trim_after = TRIM_AFTER_IN_FLIGHT if MALLOC_TRIM is not None else sys.maxsize
         self._trim_pending = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or get_route_path(scope) not in self.paths:
+        route = self.gate.route_of(get_route_path(scope)) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
         gate = self.gate
         if gate.in_flight >= gate.max_in_flight:
-            await self._shed(scope, send)
+            await self._shed(scope, send, route)
             return
         in_flight = gate.in_flight = gate.in_flight + 1
         if in_flight > self._peak:
@@ -200,16 +231,17 @@ class Admission:
         MALLOC_TRIM(0)
         log.debug("heap trimmed in %.1f ms", (time.perf_counter() - started) * 1e3)
 
-    async def _shed(self, scope: Scope, send: Send) -> None:
+    async def _shed(self, scope: Scope, send: Send, route: str) -> None:
         # The connection stays open (the server drops the unread body). Closing it was tried:
         # shed clients then queued to reconnect ahead of new probes in the accept queue, and a
         # client still sending a large body got a reset instead of the answer.
         scope[ERROR_CODE_KEY] = OVERLOADED
+        headers, body = self.gate.refusal(route)
         await send(
             {
                 "type": "http.response.start",
                 "status": OVERLOADED_STATUS,
-                "headers": list(self.gate.refusal_headers),
+                "headers": list(headers),
             }
         )
-        await send({"type": "http.response.body", "body": self.gate.refusal_body})
+        await send({"type": "http.response.body", "body": body})

@@ -125,6 +125,22 @@ def test_the_early_refusal_is_the_apps_own_refusal(one_slot, query, headers, bod
     assert comparable(early) == comparable(reference)
 
 
+def test_an_oip_inference_is_refused_in_the_oip_dialect_by_either_path(one_slot):
+    name = "tiny-vae-encoder"
+    oip = b'{"inputs":[{"name":"images","datatype":"FP32","shape":[1,784],"data":[%s]}]}' % (
+        b",".join([b"0.5"] * 784)
+    )
+    with slot_taken(one_slot):
+        early_sock, early = ask(one_slot, request(f"/v2/models/{name}/infer", oip))
+        app_sock, reference = ask(one_slot, request(f"/v2/models/{name}/%69nfer", oip))
+        early_sock.close()
+        app_sock.close()
+    assert early.status == reference.status == 503
+    assert orjson.loads(early.body) == {"error": "too many requests in progress; retry later"}
+    assert early.body == reference.body
+    assert early.headers["retry-after"] == reference.headers["retry-after"] == "60"
+
+
 def test_a_refused_connection_stays_open_and_its_next_request_waits_for_a_free_slot(one_slot):
     with slot_taken(one_slot) as holder:
         sock, refused = ask(one_slot, request("/encode"))

@@ -9,13 +9,13 @@ import pytest
 from service.api.admission import AdmissionGate
 from service.api.metrics import Metrics
 
-PATHS = frozenset({"/encode", "/decode"})
+ROUTES = ("/encode", "/decode", "/v2/models/{model_name}/infer")
 BODY = b'{"images": []}'
 
 
 def gate(max_in_flight: int = 1, *, cors: bool = False, retry_after: int = 3) -> AdmissionGate:
     return AdmissionGate(
-        paths=PATHS,
+        routes=ROUTES,
         max_in_flight=max_in_flight,
         retry_after=retry_after,
         metrics=Metrics(),
@@ -126,3 +126,15 @@ def test_a_request_held_until_its_hold_ran_out_yields_a_free_slot_to_a_newer_one
     assert resumed == ["newer"]
     # With nobody waiting, the same request is admitted.
     assert g.early_answer(b"POST", b"/encode", [], True) is None
+
+
+def test_a_parameterised_route_is_refused_in_its_protocols_dialect():
+    g = full(gate())
+    answer = g.early_answer(b"POST", b"/v2/models/tiny-vae-encoder/infer", [], False)
+    assert answer is not None
+    assert answer.body == b'{"error":"too many requests in progress; retry later"}'
+    labels = {"route": "/v2/models/{model_name}/infer", "method": "POST", "status": "503"}
+    assert sample(g, "vae_http_requests_total", **labels) == 1.0
+    # One path segment per parameter: anything else is left to the app.
+    for target in (b"/v2/models/a/b/infer", b"/v2/models//infer", b"/v2/models/a/infer/x"):
+        assert g.early_answer(b"POST", target, [], False) is None

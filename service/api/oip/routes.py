@@ -26,6 +26,10 @@ from vae_manifest import triton as tm
 TAG = "Open Inference Protocol v2"
 SERVER_NAME = "vae-service"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+MODEL_PREFIXES = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{version}")
+INFER = "/infer"
+# The routes that run a model: under admission control like the service's own model routes.
+INFER_ROUTES = tuple(prefix + INFER for prefix in MODEL_PREFIXES)
 
 
 _ERROR_SCHEMA = {
@@ -134,7 +138,7 @@ def add_oip_routes(
             [{"name": name, "version": tm.VERSION, "state": state} for name in sorted(models)]
         )
 
-    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{version}"):
+    for prefix in MODEL_PREFIXES:
         add_model_routes(router, prefix, model_of, max_batch_size, protected)
 
 
@@ -190,7 +194,7 @@ def add_model_routes(
         return _json(tm.model_config(service.model.manifest, model.graph, max_batch_size))
 
     @router.post(
-        f"{prefix}/infer",
+        prefix + INFER,
         tags=[TAG],
         summary="Inference: JSON tensors or the binary tensor data extension",
         description="The request and answer of the Open Inference Protocol v2 "
