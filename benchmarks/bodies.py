@@ -37,6 +37,24 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def oip_binary_bytes(name: str, array: np.ndarray, outputs: tuple[str, ...]) -> bytes:
+    """An OIP v2 inference request: JSON header, then the tensor in binary (as tritonclient
+    sends it), every output asked in binary."""
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": "FP32",
+                "shape": list(array.shape),
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
+    }
+    return json_bytes(header) + data
+
+
 def json_bytes(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -50,6 +68,7 @@ def build_bodies(model_dir: Path, latent_dim: int) -> dict[str, bytes]:
         "encode-1.json": json_bytes({"images": images[:1].tolist(), "seed": 7}),
         "encode-64.json": json_bytes({"images": images.tolist(), "seed": 7}),
         "encode-64.npy": npy_bytes(images),
+        "encode-64.oip": oip_binary_bytes("images", images, ("mu", "sigma")),
         "decode-1.json": json_bytes({"z": z[:1].tolist()}),
         "decode-64.json": json_bytes({"z": z.tolist()}),
         "decode-64.npy": npy_bytes(z),

@@ -56,6 +56,7 @@ from benchmarks.servers import (
     server_spec,
 )
 from benchmarks.wrk import Load, WrkError, ensure_wrk, run_wrk, wrk_version
+from vae_manifest import load_manifest
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 # Pinned mode: the server and all its workers on core 1, wrk on core 0.
@@ -207,24 +208,35 @@ def compute_ceiling(
     }
 
 
+def url_of(server: RunningServer, scenario: Scenario) -> str:
+    model_dir = Path(server.spec.env["VAE_MODEL_DIR"])
+    return server.base_url + scenario.path_for(load_manifest(model_dir, verify=False).name)
+
+
 def probe_error(
     server: RunningServer, scenario: Scenario, body_files: dict[str, Path]
 ) -> str | None:
     """None when one request of the scenario is answered 200, else what went wrong."""
     body = body_files[scenario.body].read_bytes()
     status, answer = probe(
-        server.base_url + scenario.path, body, scenario.content_type, scenario.accept
+        url_of(server, scenario),
+        body,
+        scenario.content_type,
+        scenario.accept,
+        scenario.headers_for(body),
     )
     return None if status == 200 else f"probe answered {status}: {answer[:200]}"
 
 
 def load_for(server: RunningServer, scenario: Scenario, body_files: dict[str, Path]) -> Load:
+    body_file = body_files[scenario.body]
     return Load(
-        url=server.base_url + scenario.path,
+        url=url_of(server, scenario),
         method="POST",
-        body_file=body_files[scenario.body],
+        body_file=body_file,
         content_type=scenario.content_type,
         accept=scenario.accept,
+        headers=scenario.headers_for(body_file.read_bytes()),
     )
 
 
@@ -610,8 +622,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.model_dir}/model.json not found: train a model (`make train`) "
                 "or point --model-dir / VAE_MODEL_DIR at a model directory"
             )
-        from vae_manifest import load_manifest
-
         latent_dim = load_manifest(args.model_dir, verify=False).latent_dim
         try:
             wrk = ensure_wrk()

@@ -162,7 +162,8 @@ def _ceiling_check(
 
 
 def target_checks(report: dict, variant: str = OURS) -> list[Check]:
-    """Issue 5's targets, computed from this run (they are meant for the pinned mode)."""
+    """Issue 5's targets (and issue 11's OIP one), computed from this run (they are meant for
+    the pinned mode)."""
 
     def req(v: str, scenario: str, c: int) -> float | None:
         result = find_run(report, v, scenario, c)
@@ -219,6 +220,13 @@ def target_checks(report: dict, variant: str = OURS) -> list[Check]:
             3.0,
             "x",
             "baseline",
+        ),
+        Check(  # issue 11
+            "OIP v2 infer 64 img binary c16 rows/s",
+            ratio(req(variant, "encode-64-oip", 16), req(variant, "encode-64-npy", 16)),
+            0.9,
+            "%",
+            "/encode npy c16 in the same run",
         ),
         Check(
             "RSS per worker under load",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
 Graph = Literal["encoder", "decoder"]
-Encoding = Literal["json", "npy"]
+Encoding = Literal["json", "npy", "oip"]
 
 NPY_CONTENT_TYPE = "application/x-npy"
+OCTET_STREAM = "application/octet-stream"
+OIP_HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 @dataclass(frozen=True)
@@ -26,21 +29,47 @@ class Scenario:
 
     @property
     def content_type(self) -> str:
-        return NPY_CONTENT_TYPE if self.encoding == "npy" else "application/json"
+        return {"npy": NPY_CONTENT_TYPE, "oip": OCTET_STREAM}.get(self.encoding, "application/json")
 
     @property
     def accept(self) -> str:
-        return NPY_CONTENT_TYPE if self.encoding == "npy" else "application/json"
+        return {"npy": NPY_CONTENT_TYPE, "oip": OCTET_STREAM}.get(self.encoding, "application/json")
+
+    def path_for(self, model_name: str) -> str:
+        """The path on a server of the model `model_name` (OIP paths name the model)."""
+        return self.path.format(model=model_name)
+
+    def headers_for(self, body: bytes) -> tuple[tuple[str, str], ...]:
+        """Headers beyond Content-Type and Accept: an OIP binary body's JSON header length."""
+        if self.encoding != "oip":
+            return ()
+        return ((OIP_HEADER_LENGTH, str(oip_header_length(body))),)
 
     @property
     def baseline_name(self) -> str:
         return self.baseline or self.name
 
 
+def oip_header_length(body: bytes) -> int:
+    """Where the JSON header of an OIP binary body ends (the binary tensors follow it)."""
+    _, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    return end
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("encode-1", "/encode", "encode-1.json", 1, "encoder"),
     Scenario("encode-64", "/encode", "encode-64.json", 64, "encoder"),
     Scenario("encode-64-npy", "/encode?seed=7", "encode-64.npy", 64, "encoder", "npy", "encode-64"),
+    # Issue 11: the same 64 images as Open Inference Protocol binary tensors.
+    Scenario(
+        "encode-64-oip",
+        "/v2/models/{model}-encoder/infer",
+        "encode-64.oip",
+        64,
+        "encoder",
+        "oip",
+        "encode-64",
+    ),
     Scenario("decode-1", "/decode", "decode-1.json", 1, "decoder"),
     Scenario("decode-64", "/decode", "decode-64.json", 64, "decoder"),
     Scenario("decode-64-npy", "/decode", "decode-64.npy", 64, "decoder", "npy", "decode-64"),

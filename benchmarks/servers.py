@@ -106,10 +106,19 @@ class RunningServer:
             )
 
 
-def probe(url: str, body: bytes, content_type: str, accept: str) -> tuple[int, str]:
+def probe(
+    url: str,
+    body: bytes,
+    content_type: str,
+    accept: str,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> tuple[int, str]:
     """Send one request like wrk will; (status, start of the answer) so a broken route shows."""
     request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": content_type, "Accept": accept}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": accept, **dict(headers)},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

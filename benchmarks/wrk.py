@@ -156,6 +156,7 @@ class Load:
     body_file: Path | None = None
     content_type: str | None = None
     accept: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # more request headers
     count_statuses: bool = False  # a Lua response() hook: slower wrk, answers per status
 
 
@@ -198,6 +199,7 @@ def run_wrk(
         "BENCH_BODY_FILE": str(load.body_file or ""),
         "BENCH_CONTENT_TYPE": load.content_type or "",
         "BENCH_ACCEPT": load.accept or "",
+        "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in load.headers),
         "BENCH_STATUSES": "1" if load.count_statuses else "",
     }
     cmd = wrk_command(wrk, load, connections, threads, duration_s, cpu)

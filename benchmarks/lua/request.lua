@@ -24,6 +24,15 @@ if accept ~= nil and accept ~= "" then
   wrk.headers["Accept"] = accept
 end
 
+-- More headers, one "Name: value" per line (an OIP binary body's JSON header length).
+local extra = os.getenv("BENCH_HEADERS")
+if extra ~= nil and extra ~= "" then
+  for line in extra:gmatch("[^\n]+") do
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
+end
+
 local threads = {}
 local count_statuses = os.getenv("BENCH_STATUSES") == "1"
 

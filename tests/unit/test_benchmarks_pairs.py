@@ -24,7 +24,7 @@ def wrk(req_per_s: float, errors: int = 0) -> dict:
 class FakeServer:
     base_url = "http://127.0.0.1:9"
     pid = 1
-    spec = SimpleNamespace(variant="ours")
+    spec = SimpleNamespace(variant="ours", env={"VAE_MODEL_DIR": "models/mnist-vae"})
 
     def check_alive(self) -> None:
         pass

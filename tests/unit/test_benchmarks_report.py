@@ -217,6 +217,8 @@ def test_target_checks_pass_fail_and_skip(report):
         "/encode 64 img npy c16 rows/s: 32% of compute ceiling batch 64 (target >= 30%) PASS",
         "/encode 64 img JSON c16 req/s: 3.00x baseline (target >= 4x) FAIL",
         "/decode 1 latent c64 req/s: n/a vs baseline SKIP (not measured)",
+        "OIP v2 infer 64 img binary c16 rows/s: n/a vs /encode npy c16 in the same run SKIP "
+        "(not measured)",
         "RSS per worker under load: 180 MB max (target < 300 MB) PASS",
     ]
 
@@ -323,3 +325,21 @@ def test_every_scenario_body_is_generated(tmp_path: Path):
     built = build_bodies(model_dir, latent_dim=3)
     assert {s.body for s in SCENARIOS} <= set(built)
     assert built == build_bodies(model_dir, latent_dim=3)  # fixed seed: same bytes every run
+
+
+def test_the_oip_body_is_a_valid_binary_request_with_its_header_length():
+    import numpy as np
+
+    from benchmarks.bodies import oip_binary_bytes
+    from benchmarks.scenarios import by_name
+    from service.api.oip.codec import parse_infer_request
+
+    images = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    body = oip_binary_bytes("images", images, ("mu", "sigma"))
+    scenario = by_name("encode-64-oip")
+    ((name, length),) = scenario.headers_for(body)
+    assert name == "Inference-Header-Content-Length"
+    request = parse_infer_request(body, length)
+    np.testing.assert_array_equal(request.inputs["images"], images)
+    assert [o.binary for o in request.outputs or ()] == [True, True]
+    assert scenario.path_for("m") == "/v2/models/m-encoder/infer"
