@@ -45,10 +45,11 @@ GC_GEN0_THRESHOLD = 10_000
 
 DESCRIPTION = """A variational autoencoder on MNIST, served with ONNX Runtime.
 
-Images are 28x28 grayscale in [0, 1], white digit on black. In JSON an image is a flat list of
-784 numbers, a nested 28x28 list, or a base64 PNG string. `d` is the model's latent dimension
-(`GET /model`). Heavy clients can send `application/x-npy` bodies and ask for
-`Accept: application/x-npy` answers. Errors are JSON: `{"error": {"code", "message", "field"}}`.
+Images are grayscale in [0, 1] of the model's shape H x W (`GET /model`; 28x28 for the default
+MNIST model, white digit on black). In JSON an image is a flat list of H*W numbers, a nested
+HxW list, or a base64 PNG string. `d` is the model's latent dimension (`GET /model`). Heavy
+clients can send `application/x-npy` bodies and ask for `Accept: application/x-npy` answers.
+Errors are JSON: `{"error": {"code", "message", "field"}}`.
 """
 
 
@@ -132,7 +133,13 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         svc = app.state.service
         return svc.model.manifest if svc is not None and svc.ready else None
 
-    install_openapi(app, settings, routes, latent_dim, [document_models(served_manifest)])
+    def image_shape() -> tuple[int, int] | None:
+        manifest = served_manifest()
+        return None if manifest is None else manifest.image_shape
+
+    install_openapi(
+        app, settings, routes, latent_dim, [document_models(served_manifest)], image_shape
+    )
 
     # Added innermost first: admission (so CORS headers reach its 503s too), CORS, then the
     # body limit, then the observer around everything (it counts and logs every refusal).

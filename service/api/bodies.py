@@ -1,6 +1,6 @@
 """Request bodies -> numpy arrays and values, by the rules of each route's request model.
 
-JSON bodies of the common shape (`{"images": [[784 numbers], ...], "seed": int}`) take the
+JSON bodies of the common shape (`{"images": [[H*W numbers], ...], "seed": int}`) take the
 simdjson fast path, which answers only when the body is valid and otherwise hands it to the
 full path (orjson), the one that names every problem. A property test holds the two to the
 same answers.
@@ -15,30 +15,32 @@ from __future__ import annotations
 import numpy as np
 
 from service.api.codecs import json as jsonc
-from service.api.codecs import json_rows, npy, png
+from service.api.codecs import json_rows, npy
+from service.api.codecs.png import ImageShape
 from service.api.errors import invalid
 from service.api.negotiation import NPY
 from service.api.request_rules import RequestRules
 
-EncodeBody = tuple[np.ndarray, int | None]  # images (n, 784), the body's seed (None: absent)
+EncodeBody = tuple[np.ndarray, int | None]  # images (n, H*W), the body's seed (None: absent)
 
 
-def encode_json_fast(body: bytes, rules: RequestRules) -> EncodeBody | None:
-    fast = json_rows.parse_rows(body, rules["images"], jsonc.IMAGE_SIZE, (rules["seed"],))
+def encode_json_fast(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody | None:
+    fast = json_rows.parse_rows(body, rules["images"], shape[0] * shape[1], (rules["seed"],))
     if fast is None:
         return None
     images, ints = fast
     return images, ints.get("seed")
 
 
-def encode_json_full(body: bytes, rules: RequestRules) -> EncodeBody:
+def encode_json_full(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody:
     obj = jsonc.parse_request(body, rules)
-    images = jsonc.images_from_json(obj, rules["images"], numbers=jsonc.numbers_only(body, obj))
+    numbers = jsonc.numbers_only(body, obj)
+    images = jsonc.images_from_json(obj, rules["images"], shape, numbers=numbers)
     return images, jsonc.int_field(obj, rules["seed"])
 
 
-def encode_json(body: bytes, rules: RequestRules) -> EncodeBody:
-    return encode_json_fast(body, rules) or encode_json_full(body, rules)
+def encode_json(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody:
+    return encode_json_fast(body, rules, shape) or encode_json_full(body, rules, shape)
 
 
 def decode_json_fast(body: bytes, rules: RequestRules, latent_dim: int) -> np.ndarray | None:
@@ -63,19 +65,18 @@ def binary_rows(
     rules: RequestRules,
     field: str,
     width: int,
+    image_shape: ImageShape | None = None,
 ) -> np.ndarray:
     """An `.npy` or raw float32 body as (n, width) rows of `field`, held to its rule's count
-    and item bounds (images: in [0, 1], and (n, 28, 28) accepted too)."""
+    and item bounds; images (`image_shape` given) may also come as (H, W) or (n, H, W)."""
     arr = npy.read_npy(body, field) if media == NPY else npy.read_raw(body, shape_header, field)
     shape = list(arr.shape)
-    side = png.IMAGE_SIDE
-    images = field == "images"
-    if images and arr.ndim in (2, 3) and arr.shape[-2:] == (side, side):
-        arr = arr.reshape(-1, width)  # one 28x28 image, or n of them
+    if image_shape is not None and arr.ndim in (2, 3) and arr.shape[-2:] == image_shape:
+        arr = arr.reshape(-1, width)  # one image, or n of them
     elif arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[1] != width:
-        also = f" or (n, {side}, {side})" if images else ""
+        also = f" or (n, {image_shape[0]}, {image_shape[1]})" if image_shape else ""
         raise invalid(field, f"array must have shape (n, {width}){also}; got {shape}")
     rule = rules[field]
     if rule.min_items is not None and arr.shape[0] < rule.min_items:

@@ -19,12 +19,14 @@ from service.config import Settings
 
 OPENAPI_VERSION = "3.0.3"
 DEFAULT_LATENT_DIM = 30
+DEFAULT_IMAGE_SHAPE = (28, 28)
 REF = "#/components/schemas/{model}"
 
 
 _BINARY_BODIES = {
     NPY: "A .npy array, (n, width) float32.",
-    RAW: "Raw little-endian float32; shape in the X-Array-Shape header, e.g. `1,784`.",
+    RAW: "Raw little-endian float32; shape in the X-Array-Shape header, e.g. `1,784` "
+    "(one 28x28 image).",
 }
 _ARRAY_SHAPE_HEADER = {
     "name": "X-Array-Shape",
@@ -50,6 +52,7 @@ def install_openapi(
     routes: dict[str, RouteContract],
     latent_dim: Callable[[], int | None],
     patches: Sequence[Callable[[dict[str, Any]], None]] = (),
+    image_shape: Callable[[], tuple[int, int] | None] = lambda: None,
 ) -> None:
     """`patches` amend the document (OpenAPI 3.1, before the 3.0 rendering) of other routes."""
 
@@ -70,7 +73,9 @@ def install_openapi(
             models += [route.request, route.response]
         _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
         components.update(top.get("$defs", {}))
-        examples = schemas.request_examples(dim or DEFAULT_LATENT_DIM)
+        examples = schemas.request_examples(
+            dim or DEFAULT_LATENT_DIM, image_shape() or DEFAULT_IMAGE_SHAPE
+        )
         limits = (
             f"Limits: at most {settings.max_images} images or latents per request, n <= "
             f"{settings.max_n}, steps <= {settings.max_steps}, bodies <= "

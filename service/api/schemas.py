@@ -29,9 +29,10 @@ ImageJSON = list[Pixel] | list[list[Pixel]] | str
 # The runtime's interpolation methods, as the one Literal the request accepts.
 Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 IMAGE_DOC = (
-    "A 28x28 grayscale image in [0, 1], white digit on black: a flat list of 784 numbers, "
-    "a nested 28x28 list, or a base64 PNG string (any size and mode; converted to 8-bit "
-    "grayscale 28x28)."
+    "A grayscale image in [0, 1] of the model's shape H x W (`GET /model`: "
+    "`manifest.image_shape`; 28x28 for the default MNIST model, white digit on black): a flat "
+    "list of H*W numbers, a nested HxW list, or a base64 PNG string (any size and mode; "
+    "converted to 8-bit grayscale HxW)."
 )
 
 
@@ -53,18 +54,18 @@ class EncodeResponse(BaseModel):
 
 
 class ImagesResponse(BaseModel):
-    images: list[list[float]] = Field(description="Images as flat lists of 784 numbers in [0, 1].")
+    images: list[list[float]] = Field(description="Images as flat lists of H*W numbers in [0, 1].")
 
 
 class SampleResponse(BaseModel):
     z: list[list[float]] = Field(description="The latents drawn, (n, d).")
-    images: list[list[float]] = Field(description="Their decoded images, (n, 784).")
+    images: list[list[float]] = Field(description="Their decoded images, (n, H*W).")
     seed: int = Field(description="The seed used.")
 
 
 class InterpolateResponse(BaseModel):
     z: list[list[float]] = Field(description="The path through latent space, (steps, d).")
-    images: list[list[float]] = Field(description="The decoded path, (steps, 784).")
+    images: list[list[float]] = Field(description="The decoded path, (steps, H*W).")
 
 
 def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
@@ -129,19 +130,27 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
     }
 
 
-def digit_one() -> np.ndarray:
-    """A hand-made '1' (28x28 in [0, 1]) for examples."""
+def digit_one(shape: tuple[int, int] = (28, 28)) -> np.ndarray:
+    """A hand-made '1' in [0, 1] for examples, drawn at 28x28 and resized to `shape`."""
     img = np.zeros((28, 28), dtype=np.float32)
     img[5:23, 13:16] = 1.0
     img[6:9, 11:13] = 0.6
     img[22:24, 10:19] = 1.0
-    return img
+    return _resized(img, shape)
 
 
-def digit_zero() -> np.ndarray:
+def digit_zero(shape: tuple[int, int] = (28, 28)) -> np.ndarray:
     yy, xx = np.mgrid[0:28, 0:28]
     r = np.sqrt(((yy - 14) / 9.0) ** 2 + ((xx - 14) / 6.0) ** 2)
-    return np.clip(1.0 - np.abs(r - 1.0) * 5.0, 0.0, 1.0).astype(np.float32)
+    return _resized(np.clip(1.0 - np.abs(r - 1.0) * 5.0, 0.0, 1.0).astype(np.float32), shape)
+
+
+def _resized(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if img.shape == shape:
+        return img
+    pixels = Image.fromarray((img * 255).round().astype(np.uint8), mode="L")
+    resized = pixels.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
 
 
 def png_base64(image: np.ndarray) -> str:
@@ -154,9 +163,12 @@ def _rounded(values: np.ndarray) -> list[Any]:
     return np.round(values, 2).tolist()
 
 
-def request_examples(latent_dim: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """OpenAPI `examples` per route, valid for a model with this latent dimension."""
-    one, zero = digit_one(), digit_zero()
+def request_examples(
+    latent_dim: int, image_shape: tuple[int, int] = (28, 28)
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """OpenAPI `examples` per route, valid for a model of this latent dimension and shape."""
+    one, zero = digit_one(image_shape), digit_zero(image_shape)
+    height, width = image_shape
     rng = np.random.default_rng(0)
     z1, z2 = rng.standard_normal((2, latent_dim)).astype(np.float32)
     return {
@@ -170,11 +182,11 @@ def request_examples(latent_dim: int) -> dict[str, dict[str, dict[str, Any]]]:
                 "value": {"images": [png_base64(one), png_base64(zero)], "seed": 42},
             },
             "nested": {
-                "summary": "A nested 28x28 list",
+                "summary": f"A nested {height}x{width} list",
                 "value": {"images": [_rounded(zero)], "seed": 1},
             },
             "flat": {
-                "summary": "A flat list of 784 numbers",
+                "summary": f"A flat list of {height * width} numbers",
                 "value": {"images": [_rounded(one.reshape(-1))]},
             },
         },

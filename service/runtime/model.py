@@ -191,14 +191,14 @@ class VAEModel:
         return as_rows(z, "z", self.latent_dim)
 
     def run_encoder(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 784) -> mu, sigma, each float32 (n, latent_dim)."""
+        """(n, H*W) -> mu, sigma, each float32 (n, latent_dim)."""
         mu, sigma = _run(
             self.encoder_session, ENCODER_INPUT, self.check_images(images), self.pad_rows
         )
         return mu, sigma
 
     def run_decoder(self, z: np.ndarray) -> np.ndarray:
-        """(n, latent_dim) -> images, float32 (n, 784) in [0, 1]."""
+        """(n, latent_dim) -> images, float32 (n, H*W) in [0, 1]."""
         (images,) = _run(self.decoder_session, DECODER_INPUT, self.check_latents(z), self.pad_rows)
         return images
 

@@ -124,6 +124,7 @@ class VAEService:
         self.model = model
         self.latent_dim = model.latent_dim
         self.image_size = model.image_size
+        self.image_shape: tuple[int, int] = model.manifest.image_shape  # (height, width)
         self.batching = batching
         self.observer = observer
         self.ready = False
@@ -237,7 +238,7 @@ class VAEService:
         return dict(zip(DECODER_OUTPUTS, outputs, strict=True))
 
     async def decode(self, z: np.ndarray) -> np.ndarray:
-        """(n, latent_dim) -> (n, 784) in [0, 1]."""
+        """(n, latent_dim) -> (n, H*W) in [0, 1]."""
         (images,) = await self._infer("decoder", self.model.check_latents(z))
         return images
 

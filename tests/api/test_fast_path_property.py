@@ -21,6 +21,7 @@ from service.config import Settings
 
 MAX_IMAGES = 48  # below the 64 images generated, so the count limit is exercised too
 LATENT_DIM = 30
+SHAPE = (28, 28)  # the image shape of the bodies generated here
 ROUTES = route_contracts(Settings(max_images=MAX_IMAGES, workers=1))
 ENCODE, DECODE = ROUTES["encode"].rules, ROUTES["decode"].rules
 MAX_SEED = int(ENCODE["seed"].hi or 0)
@@ -117,11 +118,11 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @PROPERTY
 @given(body=bodies_of("images", 784, BAD_PIXELS))
 def test_encode_fast_path_answers_as_the_full_path(body):
-    full = _answer(bodies.encode_json_full, body, ENCODE)
-    fast = bodies.encode_json_fast(body, ENCODE)
+    full = _answer(bodies.encode_json_full, body, ENCODE, SHAPE)
+    fast = bodies.encode_json_fast(body, ENCODE, SHAPE)
     if fast is not None:
         assert _answer(lambda: fast) == full
-    assert _answer(bodies.encode_json, body, ENCODE) == full
+    assert _answer(bodies.encode_json, body, ENCODE, SHAPE) == full
 
 
 @PROPERTY
@@ -146,8 +147,8 @@ def test_valid_bodies_take_the_fast_path(n, seed, spell, data_seed):
     values = np.random.default_rng(data_seed).integers(0, 256, (n, 784)) / 255.0
     rows = [_numbers(row, spell) for row in values]
     body = _body("images", rows, seed=seed, extra=None, seed_first=False, spaces=True, bom=False)
-    fast = bodies.encode_json_fast(body, ENCODE)
+    fast = bodies.encode_json_fast(body, ENCODE, SHAPE)
     assert fast is not None
-    assert _answer(lambda: fast) == _answer(bodies.encode_json_full, body, ENCODE)
+    assert _answer(lambda: fast) == _answer(bodies.encode_json_full, body, ENCODE, SHAPE)
     written = np.array([[float(text) for text in row] for row in rows])
     np.testing.assert_array_equal(fast[0], written.astype(np.float32))

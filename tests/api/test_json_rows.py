@@ -41,7 +41,7 @@ def test_valid_images_match_the_full_path(n):
     fast = parse_rows(body, IMAGES, 784, SEED)
     assert fast is not None
     rows, ints = fast
-    full = jsonc.images_from_json(orjson.loads(body), IMAGES)
+    full = jsonc.images_from_json(orjson.loads(body), IMAGES, (28, 28))
     assert rows.dtype == np.float32
     np.testing.assert_array_equal(rows, full)
     assert ints == {"seed": 7}
@@ -91,7 +91,7 @@ def test_negative_zero_is_a_valid_pixel_on_both_paths():
     image[3] = -0.0
     body = orjson.dumps({"images": [image]})
     rows, _ = parse_rows(body, IMAGES, 784)
-    full = jsonc.images_from_json(orjson.loads(body), IMAGES)
+    full = jsonc.images_from_json(orjson.loads(body), IMAGES, (28, 28))
     np.testing.assert_array_equal(rows, full)
     np.testing.assert_array_equal(rows, [image])
 

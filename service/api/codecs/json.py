@@ -16,8 +16,6 @@ from service.api.codecs.arrays import NUMERIC_KINDS, as_float32
 from service.api.errors import ApiError, invalid
 from service.api.request_rules import FieldRule, RequestRules
 
-IMAGE_SIDE = png.IMAGE_SIDE
-IMAGE_SIZE = IMAGE_SIDE * IMAGE_SIDE
 # Longest piece of a client's value quoted back in an error message.
 _QUOTE_CHARS = 40
 
@@ -204,44 +202,60 @@ def _list_field(body: dict[str, Any], rule: FieldRule) -> list[Any]:
 
 
 def image_from_json(
-    value: Any, rule: FieldRule, budget: png.PixelBudget, field: str | None = None
+    value: Any,
+    rule: FieldRule,
+    budget: png.PixelBudget,
+    shape: png.ImageShape,
+    field: str | None = None,
 ) -> np.ndarray:
-    """One image: a flat 784 list, a nested 28x28 list, or a base64 PNG string -> (784,),
-    within `rule`'s item bounds; encoded images spend from the request's pixel `budget`
-    (`field`: its name in messages, the rule's by default)."""
+    """One image: a flat list of H*W numbers, a nested HxW list, or a base64 image string
+    (resized to `shape`) -> (H*W,), within `rule`'s item bounds; encoded images spend from the
+    request's pixel `budget` (`field`: its name in messages, the rule's by default)."""
     field = field or rule.name
+    height, width = shape
     if isinstance(value, str):
-        return png.decode_base64_image(value, field, budget)
+        return png.decode_base64_image(value, field, budget, shape)
     if not isinstance(value, list):
-        raise invalid(field, "an image is a list of 784 numbers, a 28x28 list or a base64 PNG")
-    arr = _numeric(value, field)
-    if arr.shape not in ((IMAGE_SIZE,), (IMAGE_SIDE, IMAGE_SIDE)):
         raise invalid(
             field,
-            f"an image must be 784 numbers or 28x28 nested lists; got shape {list(arr.shape)}",
+            f"an image is a list of {height * width} numbers, a {height}x{width} list "
+            "or a base64 PNG",
         )
-    flat = arr.reshape(1, IMAGE_SIZE)
+    arr = _numeric(value, field)
+    if arr.shape not in ((height * width,), shape):
+        raise invalid(
+            field,
+            f"an image must be {height * width} numbers or {height}x{width} nested lists; "
+            f"got shape {list(arr.shape)}",
+        )
+    flat = arr.reshape(1, height * width)
     check_within(flat, rule, field, rows=False)
     return flat[0]
 
 
-def images_from_json(body: dict[str, Any], rule: FieldRule, *, numbers: bool = False) -> np.ndarray:
-    """The list under `rule`'s field as (n, 784) float32 in [0, 1] (`numbers`: see
+def images_from_json(
+    body: dict[str, Any], rule: FieldRule, shape: png.ImageShape, *, numbers: bool = False
+) -> np.ndarray:
+    """The list under `rule`'s field as (n, H*W) float32 in [0, 1] (`numbers`: see
     `numbers_only`)."""
     field = rule.name
     items = _list_field(body, rule)
     n = len(items)
+    size = shape[0] * shape[1]
     if all(isinstance(item, list) for item in items):
         # Fast path: one numpy conversion for the whole batch, vectorised checks.
         arr = _numeric_or_none(items, numbers=numbers)
-        if arr is not None and arr.shape in ((n, IMAGE_SIZE), (n, IMAGE_SIDE, IMAGE_SIDE)):
-            out = as_float32(arr.reshape(n, IMAGE_SIZE))
+        if arr is not None and arr.shape in ((n, size), (n, *shape)):
+            out = as_float32(arr.reshape(n, size))
             check_within(out, rule, field)
             return out
     # Slow path: mixed formats, or an error to locate item by item.
     budget = png.PixelBudget()
     return np.stack(
-        [image_from_json(item, rule, budget, f"{field}[{i}]") for i, item in enumerate(items)]
+        [
+            image_from_json(item, rule, budget, shape, f"{field}[{i}]")
+            for i, item in enumerate(items)
+        ]
     )
 
 

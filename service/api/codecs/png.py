@@ -17,7 +17,8 @@ from PIL import Image
 
 from service.api.errors import invalid
 
-IMAGE_SIDE = 28
+# (height, width) of the model's images (its manifest's `image_shape`).
+ImageShape = tuple[int, int]
 MAX_UPLOAD_SIDE = 4096
 MAX_UPLOAD_PIXELS = MAX_UPLOAD_SIDE * MAX_UPLOAD_SIDE
 # All the uploaded images of one request together: decoding is CPU work on the event loop,
@@ -26,7 +27,7 @@ MAX_REQUEST_PIXELS = MAX_UPLOAD_PIXELS
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 # 16-bit grayscale, which Pillow's convert("L") would clip instead of scale.
 _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
-SCALE = 4  # answers are upscaled so a person can see a 28x28 digit
+SCALE = 4  # answers are upscaled so a person can see a small (e.g. 28x28) image
 PADDING = 2
 FRAME_MS = 120
 
@@ -49,19 +50,23 @@ class PixelBudget:
         self.left -= pixels
 
 
-def decode_base64_image(text: str, field: str, budget: PixelBudget) -> np.ndarray:
-    """A base64 (optionally `data:` URL) image of any size and mode -> (784,) float32 in [0, 1]."""
+def decode_base64_image(
+    text: str, field: str, budget: PixelBudget, shape: ImageShape
+) -> np.ndarray:
+    """A base64 (optionally `data:` URL) image of any size and mode -> (H*W,) float32 in
+    [0, 1], resized to `shape`."""
     if text.startswith("data:"):
         _, _, text = text.partition(",")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(field, "invalid base64") from None
-    return decode_image(raw, field, budget)
+    return decode_image(raw, field, budget, shape)
 
 
-def decode_image(raw: bytes, field: str, budget: PixelBudget) -> np.ndarray:
-    """Image file bytes -> (784,) float32 in [0, 1]; the size is checked before decoding."""
+def decode_image(raw: bytes, field: str, budget: PixelBudget, shape: ImageShape) -> np.ndarray:
+    """Image file bytes -> (H*W,) float32 in [0, 1], resized to `shape`; the size is checked
+    before decoding."""
     if not raw:
         raise invalid(field, "empty image")
     try:
@@ -82,11 +87,12 @@ def decode_image(raw: bytes, field: str, budget: PixelBudget) -> np.ndarray:
             wide = np.asarray(im, dtype=np.float32)
             im = Image.fromarray(np.clip(wide / 257.0 + 0.5, 0, 255).astype(np.uint8))
         gray = im.convert("L")
-        if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
+        height, width = shape
+        if gray.size != (width, height):  # Pillow's sizes are (width, height)
             # Area averaging when shrinking (no aliasing), bilinear when enlarging.
-            shrinking = gray.width > IMAGE_SIDE or gray.height > IMAGE_SIDE
+            shrinking = gray.width > width or gray.height > height
             method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-            gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), method)
+            gray = gray.resize((width, height), method)
     except Exception:
         raise invalid(field, "image data is truncated or corrupt") from None
     return np.asarray(gray, dtype=np.float32).reshape(-1) / np.float32(255.0)
@@ -96,9 +102,9 @@ def _too_big_message() -> str:
     return f"images may be at most {MAX_UPLOAD_SIDE}x{MAX_UPLOAD_SIDE} pixels"
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    """(n, 784) in [0, 1] -> (n, 28, 28) uint8."""
-    clipped = np.clip(images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE), 0.0, 1.0)
+def _to_uint8(images: np.ndarray, shape: ImageShape) -> np.ndarray:
+    """(n, H*W) in [0, 1] -> (n, H, W) uint8."""
+    clipped = np.clip(images.reshape(-1, *shape), 0.0, 1.0)
     return (clipped * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -106,47 +112,51 @@ def _upscale(pixels: np.ndarray) -> np.ndarray:
     return pixels.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
 
 
-def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """(n, 784) -> one uint8 canvas: a near-square grid, or `columns` wide."""
-    tiles = _to_uint8(images)
+def tile(images: np.ndarray, shape: ImageShape, columns: int | None = None) -> np.ndarray:
+    """(n, H*W) -> one uint8 canvas: a near-square grid, or `columns` wide."""
+    tiles = _to_uint8(images, shape)
+    height, width = shape
     n = tiles.shape[0]
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    step = IMAGE_SIDE + PADDING
-    canvas = np.full((rows * step + PADDING, cols * step + PADDING), 64, dtype=np.uint8)
+    canvas = np.full(
+        (rows * (height + PADDING) + PADDING, cols * (width + PADDING) + PADDING),
+        64,
+        dtype=np.uint8,
+    )
     for i in range(n):
         r, c = divmod(i, cols)
-        y, x = PADDING + r * step, PADDING + c * step
-        canvas[y : y + IMAGE_SIDE, x : x + IMAGE_SIDE] = tiles[i]
+        y, x = PADDING + r * (height + PADDING), PADDING + c * (width + PADDING)
+        canvas[y : y + height, x : x + width] = tiles[i]
     return _upscale(canvas)
 
 
-def encode_png(images: np.ndarray, *, strip: bool = False) -> bytes:
+def encode_png(images: np.ndarray, shape: ImageShape, *, strip: bool = False) -> bytes:
     """One PNG: the single image, or a grid (a one-row strip with `strip`) of all of them."""
     if images.shape[0] == 1:
-        canvas = _upscale(_to_uint8(images)[0])
+        canvas = _upscale(_to_uint8(images, shape)[0])
     else:
-        canvas = tile(images, columns=images.shape[0] if strip else None)
+        canvas = tile(images, shape, columns=images.shape[0] if strip else None)
     buf = io.BytesIO()
     Image.fromarray(canvas, mode="L").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
-def encode_gif(images: np.ndarray) -> bytes:
+def encode_gif(images: np.ndarray, shape: ImageShape) -> bytes:
     """An animated GIF, one frame per image, looping.
 
     A progress bar under each frame keeps consecutive frames distinct: Pillow merges identical
     frames, and the answer promises exactly one frame per step.
     """
-    frames = _to_uint8(images)
+    frames = _to_uint8(images, shape)
     n = frames.shape[0]
-    width = IMAGE_SIDE * SCALE
+    height, width = shape[0] * SCALE, shape[1] * SCALE
     bar = max(1, SCALE)
     pictures = []
     for i in range(n):
-        canvas = np.zeros((IMAGE_SIDE * SCALE + bar, width), dtype=np.uint8)
-        canvas[: IMAGE_SIDE * SCALE] = _upscale(frames[i])
-        canvas[IMAGE_SIDE * SCALE :, : max(1, round(width * (i + 1) / n))] = 160
+        canvas = np.zeros((height + bar, width), dtype=np.uint8)
+        canvas[:height] = _upscale(frames[i])
+        canvas[height:, : max(1, round(width * (i + 1) / n))] = 160
         pictures.append(Image.fromarray(canvas, mode="L"))
     buf = io.BytesIO()
     pictures[0].save(

@@ -89,10 +89,15 @@ def _json(payload: dict[str, Any]) -> Response:
 
 
 def _images_answer(
-    answer: str, payload: dict[str, Any], images: np.ndarray, *, strip: bool
+    answer: str,
+    payload: dict[str, Any],
+    images: np.ndarray,
+    shape: png.ImageShape,
+    *,
+    strip: bool,
 ) -> Response:
     if answer == PNG:
-        return Response(png.encode_png(images, strip=strip), media_type=PNG)
+        return Response(png.encode_png(images, shape, strip=strip), media_type=PNG)
     if answer == NPY:
         return Response(npy.write_npy(images), media_type=NPY, headers={ARRAYS_HEADER: "images"})
     return _json(payload)
@@ -123,18 +128,24 @@ def add_inference_routes(
         z = mu + sigma * w, w ~ N(0, I) drawn from `seed` (the seed used is always returned).
 
         Binary: send `application/x-npy` (or raw float32 `application/octet-stream` with
-        `X-Array-Shape: n,784`); `Accept: application/x-npy` answers one array of shape
-        (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
+        `X-Array-Shape: n,H*W`, e.g. `n,784` for 28x28); `Accept: application/x-npy` answers
+        one array of shape (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
         seed = _query_seed(request, encode_rules["seed"])
         media, answer, body, service = await _read(request, encode_route)
         if media == JSON:
-            images, body_seed = bodies.encode_json(body, encode_rules)
+            images, body_seed = bodies.encode_json(body, encode_rules, service.image_shape)
             if body_seed is not None:
                 seed = body_seed
         else:
             shape = request.headers.get(npy.SHAPE_HEADER)
             images = bodies.binary_rows(
-                media, body, shape, encode_rules, "images", service.image_size
+                media,
+                body,
+                shape,
+                encode_rules,
+                "images",
+                service.image_size,
+                service.image_shape,
             )
         result = await service.encode(images, seed=seed)
         if answer == NPY:
@@ -148,7 +159,7 @@ def add_inference_routes(
 
     @post(decode_route)
     async def decode(request: Request) -> Response:
-        """`{"z": [[d numbers], ...]}` -> `{"images": [[784 numbers], ...]}`.
+        """`{"z": [[d numbers], ...]}` -> `{"images": [[H*W numbers], ...]}`.
 
         `Accept: image/png` answers one PNG (a grid when several); binary bodies and answers
         as for /encode."""
@@ -159,7 +170,7 @@ def add_inference_routes(
             shape = request.headers.get(npy.SHAPE_HEADER)
             z = bodies.binary_rows(media, body, shape, decode_route.rules, "z", service.latent_dim)
         images = await service.decode(z)
-        return _images_answer(answer, {"images": images}, images, strip=False)
+        return _images_answer(answer, {"images": images}, images, service.image_shape, strip=False)
 
     @post(sample_route)
     async def sample(request: Request) -> Response:
@@ -176,7 +187,7 @@ def add_inference_routes(
             temperature=jsonc.float_field(obj, rules["temperature"]),
         )
         payload = {"z": result.z, "images": result.images, "seed": result.seed}
-        response = _images_answer(answer, payload, result.images, strip=False)
+        response = _images_answer(answer, payload, result.images, service.image_shape, strip=False)
         response.headers[SEED_HEADER] = str(result.seed)
         return response
 
@@ -207,14 +218,14 @@ def add_inference_routes(
                     obj[f"{side}_z"], rules[f"{side}_z"], service.latent_dim
                 )
             else:
-                to_encode.append((side, jsonc.image_from_json(obj[side], rules[side], budget)))
+                image = jsonc.image_from_json(obj[side], rules[side], budget, service.image_shape)
+                to_encode.append((side, image))
         if to_encode:
             means = await service.encode_mean(np.stack([image for _, image in to_encode]))
             for (side, _), mu in zip(to_encode, means, strict=True):
                 ends[side] = mu
         result = await service.interpolate(ends["start"], ends["end"], steps, method)
         if answer == GIF:
-            return Response(png.encode_gif(result.images), media_type=GIF)
-        return _images_answer(
-            answer, {"z": result.z, "images": result.images}, result.images, strip=True
-        )
+            return Response(png.encode_gif(result.images, service.image_shape), media_type=GIF)
+        payload = {"z": result.z, "images": result.images}
+        return _images_answer(answer, payload, result.images, service.image_shape, strip=True)
