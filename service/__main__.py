@@ -40,25 +40,43 @@ EXIT_BAD_SETTINGS = 2
 EXIT_STARTUP_FAILURE = 3  # uvicorn's own status for an app that failed to start
 
 
+class CannotServeError(Exception):
+    """A model (or the repository) that cannot be served: where, and why."""
+
+    def __init__(self, where: Path, error: ModelLoadError) -> None:
+        super().__init__(f"{where}: {error}")
+        self.where = where
+        self.error = error
+
+
 def _check_model(settings: Settings) -> None:
-    """Load the model exactly as a worker will (manifest, sha256s, sessions, graphs against
+    """Load every model exactly as a worker will (manifest, sha256s, sessions, graphs against
     the manifest) and run it once, before any worker starts: a broken model is then one line
     and exit 3, not a traceback per worker. The sessions are freed before the workers fork."""
     from service.runtime.model import VAEModel
+    from service.runtime.repository import check_unique_names, model_dirs
 
     # Provider fall-back warnings would print here without our log format; the workers log
     # them again, formatted.
     logging.disable(logging.WARNING)
     try:
-        model = VAEModel.load(settings.model_dir, session_options(settings))
-        model.warmup(rounds=1)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # anything ONNX Runtime raises while running the graphs
-        raise ModelLoadError(f"the model does not run: {type(exc).__name__}: {exc}") from None
+        try:
+            dirs = model_dirs(settings.model_dir, settings.model_repository)
+            check_unique_names(dirs)
+        except ModelLoadError as exc:
+            raise CannotServeError(settings.model_repository or settings.model_dir, exc) from None
+        for model_dir in dirs:
+            try:
+                model = VAEModel.load(model_dir, session_options(settings))
+                model.warmup(rounds=1)
+            except ModelLoadError as exc:
+                raise CannotServeError(model_dir, exc) from None
+            except Exception as exc:  # anything ONNX Runtime raises while running the graphs
+                error = ModelLoadError(f"the model does not run: {type(exc).__name__}: {exc}")
+                raise CannotServeError(model_dir, error) from None
+            del model
     finally:
         logging.disable(logging.NOTSET)
-    del model
 
 
 def _prepare_metrics_dir() -> Path | None:
@@ -194,9 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_BAD_SETTINGS) from None
     try:
         _check_model(settings)
-    except ModelLoadError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever ONNX Runtime wrote
-        sys.stderr.write(f"cannot serve {settings.model_dir}: {message}\n")
+    except CannotServeError as exc:
+        message = " ".join(str(exc.error).split())  # one line, whatever ONNX Runtime wrote
+        sys.stderr.write(f"cannot serve {exc.where}: {message}\n")
         raise SystemExit(EXIT_STARTUP_FAILURE) from None
 
     # One worker keeps its metrics in its own memory: multiprocess mode's file-backed values

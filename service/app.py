@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,7 +23,7 @@ from service.api.middleware import BodyLimit, RequestObserver
 from service.api.oip.routes import INFER_ROUTES, add_oip_routes, document_models
 from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
-from service.api.routes.inference import add_inference_routes
+from service.api.routes.inference import add_inference_routes, document_model_names
 from service.api.routes.operations import (
     add_health_routes,
     add_model_routes,
@@ -31,6 +32,7 @@ from service.api.routes.operations import (
 from service.api.routing import PlainPathRoute
 from service.config import Settings, batching_options, session_options
 from service.runtime.model import VAEModel
+from service.runtime.repository import check_unique_names, model_dirs
 from service.runtime.service import VAEService
 from service.server.early_answers import EARLY_ANSWER_KEY
 from vae_manifest import ModelManifest
@@ -60,7 +62,10 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     metrics = Metrics()
     routes = route_contracts(settings)
     gate = AdmissionGate(
-        routes=[*(route.path for route in routes.values()), *INFER_ROUTES],
+        routes=[
+            *(path for route in routes.values() for path in (route.path, route.named_path)),
+            *INFER_ROUTES,
+        ],
         max_in_flight=settings.max_in_flight,
         retry_after=settings.retry_after,
         metrics=metrics,
@@ -68,32 +73,41 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         cors=bool(settings.cors_origin_list),
     )
 
+    async def load(model_dir: Path) -> VAEService:
+        log.info("loading model", extra={"model_dir": str(model_dir)})
+        model = await asyncio.to_thread(VAEModel.load, model_dir, session_options(settings))
+        return VAEService(model, batching_options(settings), observer=metrics)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
-        svc = service
-        if svc is None:
-            log.info("loading model", extra={"model_dir": str(settings.model_dir)})
-            model = await asyncio.to_thread(
-                VAEModel.load, settings.model_dir, session_options(settings)
+        if service is not None:
+            default, others = service, []
+        else:
+            dirs = model_dirs(settings.model_dir, settings.model_repository)
+            await asyncio.to_thread(check_unique_names, dirs)
+            default = await load(dirs[0])
+            others = [await load(model_dir) for model_dir in dirs[1:]]
+        app.state.services = {svc.model.manifest.name: svc for svc in (default, *others)}
+        app.state.service = default
+        # The default model last: /readyz answers 200 once it is warm, so every model is.
+        for svc in (*others, default):
+            await svc.start()  # warm-up happens here; /readyz answers 503 until it returns
+            log.info(
+                "ready",
+                extra={
+                    "model": svc.model.manifest.name,
+                    "version": svc.model.manifest.version,
+                    "latent_dim": svc.latent_dim,
+                    "providers": list(svc.model.providers),
+                },
             )
-            svc = VAEService(model, batching_options(settings), observer=metrics)
-        app.state.service = svc
-        await svc.start()  # warm-up happens here; /readyz answers 503 until it returns
-        log.info(
-            "ready",
-            extra={
-                "model": svc.model.manifest.name,
-                "version": svc.model.manifest.version,
-                "latent_dim": svc.latent_dim,
-                "providers": list(svc.model.providers),
-            },
-        )
         try:
             # The lifespan state reaches the server's protocol: it refuses over-bound
             # requests from their heads (service.server.early_answers).
             yield {EARLY_ANSWER_KEY: gate.early_answer}
         finally:
-            await svc.stop()
+            for svc in (default, *others):
+                await svc.stop()
             log.info("stopped")
 
     app = FastAPI(
@@ -105,6 +119,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         redoc_url=None,
     )
     app.state.service = None
+    app.state.services = {}
     install_error_handlers(app, retry_after=settings.retry_after)
 
     key = settings.api_key_value
@@ -129,16 +144,27 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         svc = app.state.service
         return svc.latent_dim if svc is not None and svc.ready else None
 
-    def served_manifest() -> ModelManifest | None:
-        svc = app.state.service
-        return svc.model.manifest if svc is not None and svc.ready else None
+    def served_manifests() -> list[ModelManifest]:
+        """Every served model's manifest, the default first, once all are warm."""
+        services = app.state.services
+        if not services or not all(svc.ready for svc in services.values()):
+            return []
+        return [svc.model.manifest for svc in services.values()]
 
     def image_shape() -> tuple[int, int] | None:
-        manifest = served_manifest()
-        return None if manifest is None else manifest.image_shape
+        manifests = served_manifests()
+        return manifests[0].image_shape if manifests else None
 
     install_openapi(
-        app, settings, routes, latent_dim, [document_models(served_manifest)], image_shape
+        app,
+        settings,
+        routes,
+        latent_dim,
+        [
+            document_models(served_manifests),
+            document_model_names(lambda: [m.name for m in served_manifests()]),
+        ],
+        image_shape,
     )
 
     # Added innermost first: admission (so CORS headers reach its 503s too), CORS, then the

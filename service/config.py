@@ -47,7 +47,14 @@ class Settings(BaseSettings):
     # Model and ONNX Runtime
     model_dir: Path = Field(
         Path("models/mnist-vae"),
-        description="Model directory holding `model.json`, `encoder.onnx` and `decoder.onnx`.",
+        description="Model directory holding `model.json`, `encoder.onnx` and `decoder.onnx`: "
+        "the default model, the one the plain routes (`/encode`, ...) use.",
+    )
+    model_repository: Path | None = Field(
+        None,
+        description="A directory whose subdirectories each hold a model (`model.json` and its "
+        "ONNX files): every one is served too, at `/models/{name}/...` and as OIP v2 models, "
+        "beside `VAE_MODEL_DIR`'s (unset: only that one).",
     )
     providers: str = Field(
         "auto",

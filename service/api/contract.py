@@ -25,6 +25,15 @@ class RouteContract:
     answers: tuple[str, ...]  # media types answered; the first is the default
     rules: RequestRules
 
+    @property
+    def named_path(self) -> str:
+        """The same route for any served model: `/models/{model}/<name>`."""
+        return NAMED_PREFIX + self.path
+
+
+# The routes of a model named in the path (the plain ones serve the default model).
+NAMED_PREFIX = "/models/{model}"
+
 
 def route_contracts(settings: Settings) -> dict[str, RouteContract]:
     """The model routes by name, with the request limits of these settings."""

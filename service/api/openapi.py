@@ -98,8 +98,8 @@ def install_openapi(
             if settings.request_timeout
             else {}
         )
-        for route in routes.values():
-            op = doc["paths"][route.path]["post"]
+        for route, path in [(r, p) for r in routes.values() for p in (r.path, r.named_path)]:
+            op = doc["paths"][path]["post"]
             content: dict[str, Any] = {}
             for media in route.bodies:
                 if media == JSON:
@@ -135,6 +135,8 @@ def install_openapi(
                 },
                 **timeout,
             }
+            if path == route.named_path:
+                op["responses"]["404"] = {"description": "Unknown model.", "content": error}
         # FastAPI's own 422 models, once no response refers to them any more.
         if REF.format(model="HTTPValidationError").encode() not in orjson.dumps(doc["paths"]):
             components.pop("HTTPValidationError", None)

@@ -83,6 +83,10 @@ def bodies_of(draw: st.DrawFn, key: str, width: int, bad_values: list[str]) -> b
     for _ in range(draw(st.integers(0, 3)) if n else 0):
         row, col = draw(st.integers(0, n - 1)), draw(st.integers(0, width - 1))
         change = draw(st.sampled_from(["value", "drop", "add", "nest"]))
+        # An earlier change may have shortened (drop, nest) or emptied this row.
+        col = min(col, len(rows[row]) - 1)
+        if col < 0:
+            continue
         if change == "value":
             rows[row][col] = draw(st.sampled_from(bad_values))
         elif change == "drop":

@@ -10,6 +10,18 @@ from pathlib import Path
 
 import pytest
 
+WARNINGS = [
+    "missing_auth",
+    "missing_test_data",
+    "base_url_mismatch",
+    "validation_mismatch",
+    "missing_deserializer",
+    "unused_openapi_auth",
+    "unsupported_regex",
+    "method_not_allowed",
+    "unresolvable_reference",
+    "low_valid_rate",
+]
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -45,6 +57,11 @@ def test_every_operation_conforms_to_the_openapi_document(server_factory, tmp_pa
         # "AST constructor recursion depth mismatch") inside schemathesis' data generation.
         "--workers",
         "1",
+        # Every warning but those about refused data: an image's length depends on the served
+        # model's shape (and an OIP tensor's on its model), which the schema cannot tie to the
+        # path's model, so most generated bodies are rightly refused (422/400, documented).
+        "--warnings",
+        ",".join(sorted(set(WARNINGS) - {"validation_mismatch", "low_valid_rate"})),
         "--report",
         "junit",
         "--report-dir",

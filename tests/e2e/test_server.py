@@ -288,3 +288,26 @@ def test_sigterm_to_make_serve_stops_the_server_it_started(tiny_model_dir, tmp_p
     finally:
         if make.poll() is None:
             make.kill()
+
+
+@pytest.mark.parametrize("problem", ["broken-model", "duplicate-name"])
+def test_a_bad_model_in_the_repository_refuses_the_start_in_one_line_naming_it(
+    tiny_model_dir, tmp_path, problem
+):
+    repository = tmp_path / "repository"
+    other = shutil.copytree(tiny_model_dir, repository / "other")
+    manifest = json.loads((other / "model.json").read_text())
+    if problem == "broken-model":
+        manifest["name"] = "other-vae"
+        (other / manifest["decoder"]["file"]).write_bytes(b"not an onnx graph" * 100)
+    _rehashed(other, manifest)
+    result = _run_to_exit(tiny_model_dir, tmp_path, workers=1, VAE_MODEL_REPOSITORY=str(repository))
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    if problem == "broken-model":
+        assert lines[0].startswith(f"cannot serve {other}: ")
+        assert "decoder.onnx" in lines[0]
+    else:
+        assert lines[0].startswith(f"cannot serve {repository}: ")
+        assert "'tiny-vae' is already served from" in lines[0]

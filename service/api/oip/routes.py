@@ -77,29 +77,32 @@ def add_oip_routes(
     server_version: str,
     protected: Sequence[Depends],
 ) -> None:
-    registry: dict[int, dict[str, OIPModel]] = {}
+    # The OIP models of the served VAEs, made once per set of services (tests build several).
+    registry: dict[tuple[int, ...], dict[str, tuple[VAEService, OIPModel]]] = {}
 
-    def served(request: Request) -> tuple[VAEService | None, dict[str, OIPModel]]:
-        service: VAEService | None = request.app.state.service
-        if service is None:
-            return None, {}
-        models = registry.get(id(service))
+    def served(request: Request) -> dict[str, tuple[VAEService, OIPModel]]:
+        services: dict[str, VAEService] = getattr(request.app.state, "services", None) or {}
+        key = tuple(id(service) for service in services.values())
+        models = registry.get(key)
         if models is None:
             registry.clear()
-            models = registry[id(service)] = oip_models(service.model.manifest, rules)
-        return service, models
+            models = registry[key] = {
+                name: (service, model)
+                for service in services.values()
+                for name, model in oip_models(service.model.manifest, rules).items()
+            }
+        return models
 
     def model_of(request: Request, name: str, version: str | None) -> tuple[VAEService, OIPModel]:
-        service, models = served(request)
-        model = models.get(name)
-        if service is None or model is None:
+        found = served(request).get(name)
+        if found is None:
             raise _not_found(f"unknown model: {codec.quoted(name)}")
         if version not in (None, "", tm.VERSION):
             raise _not_found(
                 f"model {codec.quoted(name)} has no version {codec.quoted(version)} "
                 f"(versions: [{tm.VERSION!r}])"
             )
-        return service, model
+        return found
 
     def server_get(path: str, summary: str, ok: dict[str, Any] | None, *errors: int) -> Any:
         return router.get(
@@ -116,9 +119,9 @@ def add_oip_routes(
 
     @server_get("/v2/health/ready", "Server readiness: 200 once the models are warm", None, 503)
     async def server_ready(request: Request) -> Response:
-        service, _ = served(request)
-        if service is None or not service.ready:
-            raise ModelNotReady("the model is still loading")
+        models = served(request)
+        if not models or not all(service.ready for service, _ in models.values()):
+            raise ModelNotReady("the models are still loading")
         return Response(status_code=200)
 
     @router.post(
@@ -132,10 +135,16 @@ def add_oip_routes(
         ),
     )
     async def repository_index(request: Request) -> Response:
-        service, models = served(request)
-        state = "READY" if service is not None and service.ready else "UNAVAILABLE"
+        models = served(request)
         return _json(
-            [{"name": name, "version": tm.VERSION, "state": state} for name in sorted(models)]
+            [
+                {
+                    "name": name,
+                    "version": tm.VERSION,
+                    "state": "READY" if models[name][0].ready else "UNAVAILABLE",
+                }
+                for name in sorted(models)
+            ]
         )
 
     for prefix in MODEL_PREFIXES:
@@ -243,29 +252,30 @@ def add_model_routes(
         )
 
 
-def document_models(manifest_of: Callable[[], ModelManifest | None]) -> Any:
+def document_models(manifests: Callable[[], list[ModelManifest]]) -> Any:
     """An OpenAPI patch: the model and version path parameters list what is served and the
-    inference body has a working example (once the model is loaded), so the docs page offers
-    them and a fuzzer reaches past the 404."""
+    inference body has a working example (once the models are loaded), so the docs page
+    offers them and a fuzzer reaches past the 404."""
 
     def patch(doc: dict[str, Any]) -> None:
-        manifest = manifest_of()
-        if manifest is None:
+        served = manifests()
+        if not served:
             return
-        names = sorted(tm.model_name(manifest, graph) for graph in tm.GRAPHS)
+        names = sorted(tm.model_name(m, graph) for m in served for graph in tm.GRAPHS)
         enums = {"model_name": names, "version": [tm.VERSION]}
-        (z,) = manifest.decoder.inputs
+        first = served[0]  # the default model
+        (z,) = first.decoder.inputs
         example = {
             "id": "my-request",
             "inputs": [
                 {
                     "name": z.name,
                     "datatype": "FP32",
-                    "shape": [1, manifest.latent_dim],
-                    "data": [0.0] * manifest.latent_dim,
+                    "shape": [1, first.latent_dim],
+                    "data": [0.0] * first.latent_dim,
                 }
             ],
-            "outputs": [{"name": manifest.decoder.outputs[0].name}],
+            "outputs": [{"name": first.decoder.outputs[0].name}],
         }
         for path, operations in doc.get("paths", {}).items():
             if not path.startswith("/v2/models/"):

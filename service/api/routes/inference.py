@@ -6,7 +6,7 @@ read by `service.api.bodies` straight into numpy (no per-element pydantic valida
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,20 @@ from service.api.codecs import npy, png
 from service.api.contract import RouteContract
 from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, negotiate
-from service.api.readiness import require_service
+from service.api.readiness import MODEL_PARAM, require_service
 from service.api.request_rules import FieldRule
 from service.runtime.service import VAEService
 
 ARRAYS_HEADER = "X-Arrays"
 SEED_HEADER = "X-Seed"
+# Documented by hand: a declared FastAPI parameter would cost its solving on every request.
+MODEL_PATH_PARAMETER = {
+    "name": MODEL_PARAM,
+    "in": "path",
+    "required": True,
+    "description": "A served model's name (`GET /model`: `served`).",
+    "schema": {"type": "string"},
+}
 SEED_QUERY_DESCRIPTION = (
     "Seed for binary (npy / octet-stream) bodies; a `seed` in a JSON body wins."
 )
@@ -110,19 +118,30 @@ def add_inference_routes(
     encode_route, decode_route = routes["encode"], routes["decode"]
     sample_route, interpolate_route = routes["sample"], routes["interpolate"]
 
-    def post(route: RouteContract, **extra: Any) -> Any:
-        return router.post(
-            route.path,
-            tags=["model"],
-            dependencies=dependencies,
-            name=route.name,
-            summary=route.summary,
-            **extra,
-        )
+    def post(route: RouteContract, parameters: Sequence[dict[str, Any]] = ()) -> Any:
+        """Registers the handler twice: at the route's path (the default model) and at its
+        `/models/{model}/...` path (the model named in the path)."""
+
+        def register(handler: Any) -> Any:
+            for path, params in (
+                (route.path, list(parameters)),
+                (route.named_path, [MODEL_PATH_PARAMETER, *parameters]),
+            ):
+                router.post(
+                    path,
+                    tags=["model"],
+                    dependencies=dependencies,
+                    name=route.name,
+                    summary=route.summary,
+                    openapi_extra={"parameters": params} if params else None,
+                )(handler)
+            return handler
+
+        return register
 
     encode_rules = encode_route.rules
 
-    @post(encode_route, openapi_extra={"parameters": [seed_query_doc(encode_rules["seed"])]})
+    @post(encode_route, [seed_query_doc(encode_rules["seed"])])
     async def encode(request: Request) -> Response:
         """`{"images": [...], "seed": int?}` -> `{"mu", "sigma", "z", "seed"}` with
         z = mu + sigma * w, w ~ N(0, I) drawn from `seed` (the seed used is always returned).
@@ -229,3 +248,19 @@ def add_inference_routes(
             return Response(png.encode_gif(result.images, service.image_shape), media_type=GIF)
         payload = {"z": result.z, "images": result.images}
         return _images_answer(answer, payload, result.images, service.image_shape, strip=True)
+
+
+def document_model_names(names: Callable[[], list[str]]) -> Callable[[dict[str, Any]], None]:
+    """An OpenAPI patch: `{model}` lists the served models (once they are loaded)."""
+
+    def patch(doc: dict[str, Any]) -> None:
+        served = names()
+        if not served:
+            return
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", ()):
+                    if parameter.get("in") == "path" and parameter["name"] == MODEL_PARAM:
+                        parameter["schema"] = {"type": "string", "enum": sorted(served)}
+
+    return patch

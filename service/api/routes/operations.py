@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.api.codecs.json import dumps
 from service.api.metrics import Metrics
-from service.api.readiness import ready_service, require_service
+from service.api.readiness import ready_service, require_service, served
 from service.config import Settings
 from service.runtime.errors import ModelNotReady
 
@@ -66,11 +66,22 @@ def add_model_routes(
         "/model",
         tags=["model"],
         dependencies=dependencies,
-        summary="The served model: manifest, providers in use, request limits",
+        summary="The default model (manifest, providers, limits) and every model served",
     )
     async def model_info(request: Request) -> Response:
         service = require_service(request)
         payload: dict[str, Any] = {
+            "served": [
+                {
+                    "name": name,
+                    "version": svc.model.manifest.version,
+                    "image_shape": list(svc.image_shape),
+                    "latent_dim": svc.latent_dim,
+                    "default": svc is service,
+                    "ready": svc.ready,
+                }
+                for name, svc in served(request).items()
+            ],
             "manifest": service.model.manifest.public(),
             "latent_dim": service.latent_dim,
             "providers": list(service.model.providers),
