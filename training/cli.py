@@ -85,6 +85,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help=f"reconstruction loss (default {d.reconstruction})",
     )
     add("--latent-dim", type=int, help=f"latent dimension d (default {d.latent_dim})")
+    add(
+        "--image-side",
+        type=int,
+        help=f"digits centred on an N x N canvas, N >= 28 (default {d.image_side})",
+    )
     add("--encoder-hidden", type=int, help=f"encoder hidden units (default {d.encoder_hidden})")
     add("--decoder-hidden", type=int, help=f"decoder hidden units (default {d.decoder_hidden})")
     add("--epochs", type=int, help=f"passes over the training images (default {d.epochs})")

@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from training.images import check_side
+
 Parameterization = Literal["sigma", "logvar"]
 ReconstructionKind = Literal["sse", "bce"]
 LrSchedule = Literal["constant", "cosine"]
@@ -24,6 +26,8 @@ class TrainConfig:
 
     name: str = "mnist-vae"
     version: str = "1.0.0"
+    # Images are MNIST digits centred on an image_side x image_side canvas (28: as they are).
+    image_side: int = 28
     encoder_hidden: int = 250
     decoder_hidden: int = 320
     latent_dim: int = 30
@@ -62,6 +66,11 @@ class TrainConfig:
             )
         if self.validation_size < 0:
             raise ValueError("validation_size must be >= 0")
+        check_side(self.image_side)
+
+    @property
+    def image_size(self) -> int:
+        return self.image_side * self.image_side
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

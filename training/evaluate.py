@@ -9,6 +9,7 @@ import numpy as np
 
 from training import report
 from training.config import TUTORIAL_RECIPE_TEST_LOSS
+from training.images import pad_images
 from training.metrics import ACTIVE_UNIT_THRESHOLD, EVAL_SEED, Evaluation, evaluate_onnx
 from training.onnx_model import OnnxVAE
 from vae_manifest import ModelManifest, load_manifest
@@ -170,6 +171,10 @@ def evaluate_model_dir(
     """Verify the model directory, measure the test set, and write `report/report.md` + figures."""
     model_dir = Path(model_dir)
     manifest = load_manifest(model_dir)
+    height, width = manifest.image_shape
+    if height != width:
+        raise ValueError(f"{model_dir}: MNIST digits fit square models only, got {height}x{width}")
+    images = pad_images(images, height)
     vae = OnnxVAE(model_dir)
     evaluation = evaluate_onnx(vae, images, manifest.metrics.reconstruction_kind, EVAL_SEED)
     out = Path(report_dir) if report_dir is not None else model_dir / REPORT_DIR

@@ -1,7 +1,8 @@
 """ONNX export with a parity check and the model manifest.
 
-`encoder.onnx`: images [batch, 784] -> mu, sigma [batch, d] (sigma computed inside the graph:
-|sigma| or exp(logvar / 2)). `decoder.onnx`: z [batch, d] -> images [batch, 784] in [0, 1].
+`encoder.onnx`: images [batch, H*W] -> mu, sigma [batch, d] (sigma computed inside the graph:
+|sigma| or exp(logvar / 2)). `decoder.onnx`: z [batch, d] -> images [batch, H*W] in [0, 1]
+(784 for 28x28).
 Every export compares ONNX Runtime against PyTorch and fails if they differ by more than 1e-5.
 """
 
@@ -26,6 +27,7 @@ import torch
 
 from training.config import TrainConfig
 from training.errors import TrainingError
+from training.images import pad_images
 from training.metrics import ACTIVE_UNIT_THRESHOLD, EVAL_SEED, evaluate_onnx
 from training.model import VAE, ExportEncoder
 from training.onnx_model import DECODER_FILE, ENCODER_FILE, OnnxVAE
@@ -147,13 +149,15 @@ def export_model(
     check passed, so a failed export never leaves a half-updated model directory.
     """
     model = model.cpu().eval()
+    test_images = pad_images(test_images, config.image_side)
+    size, side = config.image_size, config.image_side
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     d = model.latent_dim
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
         _export_graph(
-            ExportEncoder(model), torch.rand(2, 784), tmp / ENCODER_FILE, "images", ["mu", "sigma"]
+            ExportEncoder(model), torch.rand(2, size), tmp / ENCODER_FILE, "images", ["mu", "sigma"]
         )
         _export_graph(model.decoder, torch.randn(2, d), tmp / DECODER_FILE, "z", ["images"])
         vae = OnnxVAE(tmp)
@@ -165,16 +169,17 @@ def export_model(
             version=config.version,
             created_at=datetime.now(UTC).replace(microsecond=0),
             description=(
-                f"VAE on MNIST (tutorial architecture 784-{config.encoder_hidden}-({d},{d}) / "
-                f"{d}-{config.decoder_hidden}-784, {config.parameterization} parameterisation, "
-                f"{config.reconstruction.upper()} + KL loss)"
+                f"VAE on MNIST{'' if side == 28 else f' digits centred on {side}x{side}'} "
+                f"(tutorial architecture {size}-{config.encoder_hidden}-({d},{d}) / "
+                f"{d}-{config.decoder_hidden}-{size}, {config.parameterization} "
+                f"parameterisation, {config.reconstruction.upper()} + KL loss)"
             ),
-            image_shape=(28, 28),
+            image_shape=(side, side),
             latent_dim=d,
             parameterization=config.parameterization,
             encoder=_graph_spec(
                 tmp / ENCODER_FILE,
-                [TensorSpec(name="images", shape=[batch, 784])],
+                [TensorSpec(name="images", shape=[batch, size])],
                 [
                     TensorSpec(name="mu", shape=[batch, d]),
                     TensorSpec(name="sigma", shape=[batch, d]),
@@ -183,7 +188,7 @@ def export_model(
             decoder=_graph_spec(
                 tmp / DECODER_FILE,
                 [TensorSpec(name="z", shape=[batch, d])],
-                [TensorSpec(name="images", shape=[batch, 784])],
+                [TensorSpec(name="images", shape=[batch, size])],
             ),
             dataset=DatasetSpec(**dataset),
             training={**config.to_dict(), "optimizer": "Adam", **(training_info or {})},

@@ -1,7 +1,8 @@
 """The tutorial's VAE: a one-hidden-layer MLP encoder and decoder.
 
 Encoder 784 -> 250 (ReLU) -> two linear heads of size d (mu, and sigma or log-variance).
-Decoder d -> 320 (ReLU) -> 784 (sigmoid, so images lie in [0, 1]).
+Decoder d -> 320 (ReLU) -> 784 (sigmoid, so images lie in [0, 1]). 784 = 28x28 by default;
+`image_size` sets another (e.g. 1024 for digits on a 32x32 canvas).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ IMAGE_SIZE = 784
 
 
 class Encoder(nn.Module):
-    def __init__(self, hidden: int, latent_dim: int) -> None:
+    def __init__(self, hidden: int, latent_dim: int, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
-        self.hidden = nn.Linear(IMAGE_SIZE, hidden)
+        self.hidden = nn.Linear(image_size, hidden)
         self.mu = nn.Linear(hidden, latent_dim)
         # The second head is sigma or log(sigma^2), depending on the parameterisation.
         self.scale = nn.Linear(hidden, latent_dim)
@@ -28,10 +29,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, latent_dim: int, hidden: int) -> None:
+    def __init__(self, latent_dim: int, hidden: int, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
         self.hidden = nn.Linear(latent_dim, hidden)
-        self.out = nn.Linear(hidden, IMAGE_SIZE)
+        self.out = nn.Linear(hidden, image_size)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.out(torch.relu(self.hidden(z))))
@@ -53,12 +54,14 @@ class VAE(nn.Module):
         decoder_hidden: int = 320,
         latent_dim: int = 30,
         parameterization: Parameterization = "logvar",
+        image_size: int = IMAGE_SIZE,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.image_size = image_size
         self.parameterization: Parameterization = parameterization
-        self.encoder = Encoder(encoder_hidden, latent_dim)
-        self.decoder = Decoder(latent_dim, decoder_hidden)
+        self.encoder = Encoder(encoder_hidden, latent_dim, image_size)
+        self.decoder = Decoder(latent_dim, decoder_hidden, image_size)
 
     def forward(
         self, images: torch.Tensor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-SIDE = 28
 DPI = 80
 
 
@@ -20,15 +20,23 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _side(images: np.ndarray) -> int:
+    """The side of flat square images (784 -> 28)."""
+    side = math.isqrt(images.shape[1])
+    assert side * side == images.shape[1], "square images only"
+    return side
+
+
 def image_grid(images: np.ndarray, columns: int, scale: int = 2, pad: int = 2) -> Image.Image:
-    """Tile flat [n, 784] images into a grayscale grid, upscaled `scale` times."""
+    """Tile flat [n, side*side] images into a grayscale grid, upscaled `scale` times."""
     n = len(images)
+    side = _side(images)
     rows = -(-n // columns)
-    cell = SIDE + pad
+    cell = side + pad
     canvas = np.full((rows * cell + pad, columns * cell + pad), 40, dtype=np.uint8)
-    for i, img in enumerate(_to_uint8(images).reshape(n, SIDE, SIDE)):
+    for i, img in enumerate(_to_uint8(images).reshape(n, side, side)):
         r, c = divmod(i, columns)
-        canvas[pad + r * cell : pad + r * cell + SIDE, pad + c * cell : pad + c * cell + SIDE] = img
+        canvas[pad + r * cell : pad + r * cell + side, pad + c * cell : pad + c * cell + side] = img
     grid = Image.fromarray(canvas, mode="L")
     return grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
 
@@ -49,9 +57,10 @@ def save_samples(images: np.ndarray, path: Path, columns: int = 10) -> None:
 def save_interpolation(frames: np.ndarray, png_path: Path, gif_path: Path) -> None:
     """A strip of all frames, and an animated GIF that goes there and back."""
     image_grid(frames, columns=len(frames)).save(png_path, optimize=True)
+    side = _side(frames)
     big = [
-        Image.fromarray(f, mode="L").resize((SIDE * 4, SIDE * 4), Image.Resampling.NEAREST)
-        for f in _to_uint8(frames).reshape(-1, SIDE, SIDE)
+        Image.fromarray(f, mode="L").resize((side * 4, side * 4), Image.Resampling.NEAREST)
+        for f in _to_uint8(frames).reshape(-1, side, side)
     ]
     loop = big + big[-2:0:-1]
     loop[0].save(gif_path, save_all=True, append_images=loop[1:], duration=120, loop=0)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.errors import TrainingError
+from training.images import pad_images
 from training.loss import vae_loss
 from training.mnist import MnistData
 from training.model import VAE
@@ -88,6 +89,7 @@ def build_model(config: TrainConfig) -> VAE:
         decoder_hidden=config.decoder_hidden,
         latent_dim=config.latent_dim,
         parameterization=config.parameterization,
+        image_size=config.image_size,
     )
 
 
@@ -135,8 +137,9 @@ def train(
     device = resolve_device(config.device)
     seed_everything(config.seed, device, config.threads)
     model = build_model(config).to(device)
-    train_images = torch.from_numpy(np.ascontiguousarray(data.train_images)).to(device)
-    val_images = torch.from_numpy(np.ascontiguousarray(data.validation_images)).to(device)
+    side = config.image_side
+    train_images = torch.from_numpy(pad_images(data.train_images, side)).to(device)
+    val_images = torch.from_numpy(pad_images(data.validation_images, side)).to(device)
     loader = DataLoader(
         ImageBatches(train_images),
         batch_size=config.batch_size,

@@ -5,11 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from service.app import create_app
+from service.config import Settings
 from tests.training.idx_files import write_idx_dir
 from training.cli import main
 from training.config import TrainConfig
 from training.export import ExportError, check_parity, export_model
+from training.images import pad_images
 from training.mnist import load_mnist
 from training.onnx_model import OnnxVAE
 from training.train import load_checkpoint, save_checkpoint, train
@@ -206,3 +210,35 @@ def test_a_failed_export_leaves_the_model_directory_untouched(trained, tmp_path,
     argv = ["export", "--checkpoint", str(checkpoint), "--idx-dir", str(idx_dir)]
     assert main([*argv, "--model-dir", str(target)]) == 2
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+
+
+def test_a_model_of_another_image_side_is_trained_exported_evaluated_and_served(tmp_path):
+    """Digits centred on 32x32: the manifest, graphs and report follow; the service's launcher
+    check and HTTP layer serve it (its image shape comes from the manifest)."""
+    idx_dir = write_idx_dir(tmp_path / "idx", n_train=200, n_test=60)
+    model_dir = tmp_path / "model32"
+    args = ["all", "--idx-dir", str(idx_dir), "--epochs", "1", "--batch-size", "50"]
+    args += ["--validation-size", "50", "--model-dir", str(model_dir), "--image-side", "32"]
+    args += ["--latent-dim", "8", "--checkpoint", str(tmp_path / "c.pt"), "--no-progress"]
+    assert main(args) == 0
+    manifest = load_manifest(model_dir)
+    assert manifest.image_shape == (32, 32)
+    assert manifest.encoder.inputs[0].shape == ["batch", 1024]
+    assert manifest.decoder.outputs[0].shape == ["batch", 1024]
+    assert (model_dir / "report" / "reconstructions.png").is_file()
+    # Padded digits: the border stays black in reconstructions of the test set.
+    data = load_mnist(idx_dir=idx_dir, validation_size=0)
+    padded = pad_images(data.test_images, 32).reshape(-1, 32, 32)
+    assert padded[:, :2].max() == 0
+    assert padded[:, 2:30, 2:30].max() > 0
+    settings = Settings(model_dir=model_dir, workers=1, access_log=False)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/encode", json={"images": padded[:2].tolist()})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["mu"][0]) == 8
+
+
+@pytest.mark.parametrize("side", [27, 29, 31])
+def test_an_image_side_below_28_or_of_odd_padding_is_refused(side):
+    with pytest.raises(ValueError, match="image_side"):
+        TrainConfig(image_side=side)
