@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     # matched as a branch and then again inside it, which every request pays for.
     app.router.route_class = PlainPathRoute
     add_health_routes(app.router, metrics)
-    add_inference_routes(app.router, routes, protected)
+    add_inference_routes(app.router, routes, protected, settings.outlier_quantile)
     add_model_routes(app.router, settings, protected)
     add_oip_routes(
         app.router,

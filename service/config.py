@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     )
 
     # Admission control
+    outlier_quantile: float = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="`/score` marks an image an outlier when its neg_elbo is above this "
+        "quantile of the model's calibration (its held-out digits' scores).",
+    )
     max_in_flight: int = Field(
         128,
         ge=0,

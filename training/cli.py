@@ -13,7 +13,7 @@ from training.config import TUTORIAL_RECIPE, TrainConfig
 from training.errors import TrainingError
 from training.mnist import MnistData, load_mnist, load_mnist_test
 from training.mnist.mnist_pickle import DATA_DIR_ENV, default_data_dir
-from vae_manifest import ManifestError
+from vae_manifest import ManifestError, scoring
 
 DEFAULT_NAME = TrainConfig().name
 RECIPES = {"default": TrainConfig(), "tutorial": TUTORIAL_RECIPE}
@@ -167,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser(
+        "calibrate",
+        help="score held-out digits and store the anomaly score's percentiles in model.json",
+    )
+    _add_path_option(p, "--model-dir", _default_model_dir(DEFAULT_NAME), "the model to calibrate")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=scoring.DEFAULT_SAMPLES,
+        help="draws of z per image",
+    )
+    p.add_argument("--draw-seed", type=int, default=0, help="seed of the draws")
+    _add_data_options(p)
+
+    p = sub.add_parser(
         "export-triton",
         help="write a model directory as a Triton model repository (no torch needed)",
     )
@@ -284,6 +298,37 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from training.calibrate import calibrate_model_dir
+    from vae_manifest import load_manifest
+
+    manifest = load_manifest(args.model_dir)
+    # The model's own held-out split: the validation images it was never trained on.
+    validation_size = int(manifest.training.get("validation_size", 0))
+    data_dir = args.data_dir or default_data_dir()
+    if validation_size > 0:
+        data = load_mnist(
+            data_dir=data_dir,
+            idx_dir=args.idx_dir,
+            validation_size=validation_size,
+            split_seed=int(manifest.training.get("seed", 0)),
+        )
+        images, label = data.validation_images, f"MNIST validation split ({validation_size})"
+    else:
+        images, _ = load_mnist_test(data_dir=data_dir, idx_dir=args.idx_dir)
+        label = f"MNIST test set ({len(images)}; no validation split was held out)"
+    updated = calibrate_model_dir(
+        args.model_dir, images, label, samples=args.samples, seed=args.draw_seed
+    )
+    calibration = updated.calibration
+    assert calibration is not None
+    q = calibration.quantiles
+    _log(
+        f"calibrated {args.model_dir} on {label}: neg_elbo median {q[50]:.2f}, "
+        f"99th percentile {q[99]:.2f}"
+    )
+
+
 def cmd_export_triton(args: argparse.Namespace) -> None:
     from training.triton_export import export_triton
 
@@ -296,6 +341,9 @@ def cmd_all(args: argparse.Namespace) -> None:
     args.checkpoint = cmd_train(args)
     args.model_dir = args.model_dir or _default_model_dir(config_from_args(args).name)
     cmd_export(args)
+    from training.calibrate import SAMPLES, SEED
+
+    cmd_calibrate(argparse.Namespace(**{**vars(args), "samples": SAMPLES, "draw_seed": SEED}))
     cmd_evaluate(argparse.Namespace(**{**vars(args), "report_dir": None}))
     _log(f"done in {time.perf_counter() - started:.0f} s: {args.model_dir}")
 
@@ -306,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "export": cmd_export,
         "evaluate": cmd_evaluate,
+        "calibrate": cmd_calibrate,
         "export-triton": cmd_export_triton,
         "all": cmd_all,
     }

@@ -8,6 +8,7 @@ import numpy as np
 
 from training.config import ReconstructionKind
 from training.onnx_model import OnnxVAE
+from vae_manifest.scoring import kl_per_element, reconstruction_per_image
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 """A latent dimension is active when Cov_x(E[z|x]) > this (Burda et al., 2016)."""
@@ -27,24 +28,6 @@ class Evaluation:
     mu_variance: list[float]
     mu: np.ndarray
     z: np.ndarray
-
-
-def kl_per_element(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """KL(N(mu, sigma^2) || N(0, 1)) per element, in float64."""
-    mu, var = mu.astype(np.float64), np.square(sigma.astype(np.float64))
-    return 0.5 * (np.square(mu) + var - 1.0 - np.log(np.maximum(var, 1e-300)))
-
-
-def reconstruction_per_image(
-    reconstructions: np.ndarray, images: np.ndarray, kind: ReconstructionKind
-) -> np.ndarray:
-    x, r = images.astype(np.float64), reconstructions.astype(np.float64)
-    if kind == "bce":
-        # Clamped like torch's binary_cross_entropy (log clamped at -100).
-        log_r = np.maximum(np.log(np.maximum(r, 1e-300)), -100.0)
-        log_1r = np.maximum(np.log(np.maximum(1.0 - r, 1e-300)), -100.0)
-        return -(x * log_r + (1.0 - x) * log_1r).sum(axis=1)
-    return np.square(r - x).sum(axis=1)
 
 
 def evaluate_onnx(

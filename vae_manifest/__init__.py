@@ -12,7 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 MANIFEST_FILENAME = "model.json"
 SCHEMA_VERSION = 1
@@ -67,6 +74,24 @@ class Metrics(_Strict):
     extra: dict[str, float] = Field(default_factory=dict)
 
 
+class Calibration(_Strict):
+    """The anomaly score (`vae_manifest.scoring`) on held-out real digits: its percentiles
+    0, 1, ..., 100, against which a served image's score is placed."""
+
+    score: Literal["neg_elbo"] = "neg_elbo"
+    samples: int = Field(ge=1, description="Draws of z per image (k).")
+    seed: int = Field(ge=0, description="Seed of the draws.")
+    data: str = Field(description="Which images, e.g. 'mnist validation split (2000)'.")
+    size: int = Field(ge=1, description="How many images.")
+    quantiles: list[float] = Field(min_length=101, max_length=101)
+
+    @model_validator(mode="after")
+    def _sorted(self) -> Calibration:
+        if any(b < a for a, b in zip(self.quantiles, self.quantiles[1:], strict=False)):
+            raise ValueError("quantiles must not decrease")
+        return self
+
+
 class ModelManifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
@@ -82,6 +107,9 @@ class ModelManifest(_Strict):
     training: dict[str, Any] = Field(description="The full training configuration.")
     libraries: dict[str, str] = Field(description="Versions of the libraries that built it.")
     metrics: Metrics
+    calibration: Calibration | None = Field(
+        None, description="The anomaly score on held-out digits (`training calibrate`)."
+    )
 
     @property
     def image_size(self) -> int:

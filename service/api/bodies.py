@@ -19,24 +19,46 @@ from service.api.codecs import json_rows, npy
 from service.api.codecs.png import ImageShape
 from service.api.errors import invalid
 from service.api.negotiation import NPY
-from service.api.request_rules import RequestRules
+from service.api.request_rules import FieldRule, RequestRules
 
+# images (n, H*W), and the body's integer fields by name (their defaults when absent)
+ImagesBody = tuple[np.ndarray, dict[str, int | None]]
 EncodeBody = tuple[np.ndarray, int | None]  # images (n, H*W), the body's seed (None: absent)
 
 
-def encode_json_fast(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody | None:
-    fast = json_rows.parse_rows(body, rules["images"], shape[0] * shape[1], (rules["seed"],))
+def _int_rules(rules: RequestRules) -> tuple[FieldRule, ...]:
+    return tuple(rule for name, rule in rules.fields.items() if name != "images")
+
+
+def images_json_fast(body: bytes, rules: RequestRules, shape: ImageShape) -> ImagesBody | None:
+    """`{"images": [...], <integer fields>}` by the simdjson fast path, or None."""
+    int_rules = _int_rules(rules)
+    fast = json_rows.parse_rows(body, rules["images"], shape[0] * shape[1], int_rules)
     if fast is None:
         return None
     images, ints = fast
-    return images, ints.get("seed")
+    return images, {rule.name: ints.get(rule.name, rule.default) for rule in int_rules}
 
 
-def encode_json_full(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody:
+def images_json_full(body: bytes, rules: RequestRules, shape: ImageShape) -> ImagesBody:
     obj = jsonc.parse_request(body, rules)
     numbers = jsonc.numbers_only(body, obj)
     images = jsonc.images_from_json(obj, rules["images"], shape, numbers=numbers)
-    return images, jsonc.int_field(obj, rules["seed"])
+    return images, {rule.name: jsonc.int_field(obj, rule) for rule in _int_rules(rules)}
+
+
+def images_json(body: bytes, rules: RequestRules, shape: ImageShape) -> ImagesBody:
+    return images_json_fast(body, rules, shape) or images_json_full(body, rules, shape)
+
+
+def encode_json_fast(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody | None:
+    fast = images_json_fast(body, rules, shape)
+    return None if fast is None else (fast[0], fast[1]["seed"])
+
+
+def encode_json_full(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody:
+    images, ints = images_json_full(body, rules, shape)
+    return images, ints["seed"]
 
 
 def encode_json(body: bytes, rules: RequestRules, shape: ImageShape) -> EncodeBody:

@@ -60,6 +60,13 @@ def route_contracts(settings: Settings) -> dict[str, RouteContract]:
             (JSON, NPY),
         ),
         contract(
+            "score",
+            "Anomaly scores: how unusual each image is for the model",
+            schemas.ScoreResponse,
+            (JSON, NPY, RAW),
+            (JSON, NPY),
+        ),
+        contract(
             "decode",
             "Decode latents to images",
             schemas.ImagesResponse,

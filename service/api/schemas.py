@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.config import Settings
 from service.runtime.interpolation import METHODS
 from service.runtime.service import MAX_SEED
+from vae_manifest.scoring import DEFAULT_SAMPLES
 
 # The prior is N(0, I): a latent coordinate beyond this bound is no latent the model has seen
 # (and values near float32's limit overflow inside the decoder).
 LATENT_BOUND = 1000.0
+MAX_SCORE_SAMPLES = 32  # k x images rows are decoded per request
 Pixel = Annotated[float, Ge(0.0), Le(1.0)]
 Latent = Annotated[float, Ge(-LATENT_BOUND), Le(LATENT_BOUND)]
 ImageJSON = list[Pixel] | list[list[Pixel]] | str
@@ -61,6 +63,29 @@ class SampleResponse(BaseModel):
     z: list[list[float]] = Field(description="The latents drawn, (n, d).")
     images: list[list[float]] = Field(description="Their decoded images, (n, H*W).")
     seed: int = Field(description="The seed used.")
+
+
+class ScoreResponse(BaseModel):
+    neg_elbo: list[float] = Field(
+        description="The model's own loss per image (reconstruction + KL, in its training "
+        "units), the mean over the k draws: higher is more unusual."
+    )
+    iwae: list[float] | None = Field(
+        description="The importance-weighted bound per image with k draws (k > 1; null for k = 1)."
+    )
+    percentile: list[float] | None = Field(
+        description="Where each neg_elbo falls among held-out real digits' (0-100; null when the "
+        "model has no calibration)."
+    )
+    outlier: list[bool] | None = Field(
+        description="neg_elbo above the threshold (null without a calibration)."
+    )
+    threshold: float | None = Field(
+        description="The calibration's neg_elbo at VAE_OUTLIER_QUANTILE (default the 99th "
+        "percentile)."
+    )
+    seed: int = Field(description="The seed of the draws (send it back to reproduce).")
+    samples: int = Field(description="The draws per image used (k).")
 
 
 class InterpolateResponse(BaseModel):
@@ -122,8 +147,17 @@ def request_models(settings: Settings) -> dict[str, type[BaseModel]]:
         )
         method: Method = Field("linear", description="Linear or spherical interpolation.")
 
+    class ScoreRequest(EncodeRequest):  # the images and seed of /encode, and:
+        samples: int = Field(
+            DEFAULT_SAMPLES,
+            ge=1,
+            le=MAX_SCORE_SAMPLES,
+            description="Draws of z per image (k): the Monte-Carlo ELBO's and the IWAE bound's.",
+        )
+
     return {
         "EncodeRequest": EncodeRequest,
+        "ScoreRequest": ScoreRequest,
         "DecodeRequest": DecodeRequest,
         "SampleRequest": SampleRequest,
         "InterpolateRequest": InterpolateRequest,
@@ -188,6 +222,22 @@ def request_examples(
             "flat": {
                 "summary": f"A flat list of {height * width} numbers",
                 "value": {"images": [_rounded(one.reshape(-1))]},
+            },
+        },
+        "score": {
+            "digit": {
+                "summary": "A digit, 4 draws",
+                "value": {"images": [png_base64(one)], "seed": 0, "samples": 4},
+            },
+            "noise": {
+                "summary": "A digit and uniform noise (the noise scores far higher)",
+                "value": {
+                    "images": [
+                        _rounded(one.reshape(-1)),
+                        _rounded(rng.random(height * width)),
+                    ],
+                    "seed": 0,
+                },
             },
         },
         "decode": {

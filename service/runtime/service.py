@@ -25,6 +25,7 @@ from service.runtime.model import (
 )
 from service.runtime.observer import NULL_OBSERVER, Graph, InferenceObserver
 from service.runtime.options import DEFAULT_BATCHING_OPTIONS, BatchingOptions
+from vae_manifest import scoring
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ class EncodeResult:
     sigma: np.ndarray
     z: np.ndarray
     seed: int
+
+
+@dataclass
+class ScoreResult:
+    neg_elbo: np.ndarray  # (n,) float64
+    iwae: np.ndarray  # (n,) float64
+    seed: int
+    samples: int
 
 
 @dataclass
@@ -236,6 +245,28 @@ class VAEService:
             return dict(zip(ENCODER_OUTPUTS, (mu, sigma), strict=True))
         outputs = await self._infer(graph, self.model.check_latents(rows))
         return dict(zip(DECODER_OUTPUTS, outputs, strict=True))
+
+    async def score(self, images: np.ndarray, seed: int | None, samples: int) -> ScoreResult:
+        """How unusual each image is for the model (`vae_manifest.scoring`): the encoder once,
+        the decoder on `samples` draws per image drawn from `seed`, both micro-batched."""
+        rows = self.model.check_images(images)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise InvalidInput("samples", f"must be an integer >= 1, got {samples!r}")
+        seed = resolve_seed(seed)
+        mu, sigma, _ = await self._infer("encoder", rows)
+        n, d = mu.shape
+        eps = _standard_normal(seed, (samples, n, d))
+        z = (mu[None] + sigma[None] * eps.astype(np.float32)).astype(np.float32)
+        (decoded,) = await self._infer("decoder", z.reshape(samples * n, d))
+        neg_elbo, iwae = scoring.scores(
+            rows,
+            mu,
+            sigma,
+            eps,
+            decoded.reshape(samples, n, -1),
+            self.model.manifest.metrics.reconstruction_kind,
+        )
+        return ScoreResult(neg_elbo=neg_elbo, iwae=iwae, seed=seed, samples=samples)
 
     async def decode(self, z: np.ndarray) -> np.ndarray:
         """(n, latent_dim) -> (n, H*W) in [0, 1]."""

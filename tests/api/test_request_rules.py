@@ -24,12 +24,14 @@ Z = [0.25] * LATENT_DIM
 # A valid body of each route, and a valid value for every field of its model.
 BASE: dict[str, dict[str, Any]] = {
     "encode": {"images": [IMG]},
+    "score": {"images": [IMG]},
     "decode": {"z": [Z]},
     "sample": {"n": 2},
     "interpolate": {"start_z": Z, "end_z": Z},
 }
 VALID: dict[str, dict[str, Any]] = {
     "encode": {"images": [IMG, IMG], "seed": 3},
+    "score": {"images": [IMG, IMG], "seed": 3, "samples": 2},
     "decode": {"z": [Z, Z]},
     "sample": {"n": 3, "seed": 4, "temperature": 0.5},
     "interpolate": {

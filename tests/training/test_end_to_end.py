@@ -242,3 +242,13 @@ def test_a_model_of_another_image_side_is_trained_exported_evaluated_and_served(
 def test_an_image_side_below_28_or_of_odd_padding_is_refused(side):
     with pytest.raises(ValueError, match="image_side"):
         TrainConfig(image_side=side)
+
+
+def test_all_calibrates_the_anomaly_score_on_the_held_out_split(trained):
+    _, _, model_dir, _ = trained
+    calibration = load_manifest(model_dir).calibration
+    assert calibration is not None
+    assert calibration.size == 50  # the validation split of the fixture run
+    assert len(calibration.quantiles) == 101
+    assert calibration.quantiles == sorted(calibration.quantiles)
+    assert "validation" in calibration.data

@@ -23,7 +23,8 @@ from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, negotiate
 from service.api.readiness import MODEL_PARAM, require_service
 from service.api.request_rules import FieldRule
-from service.runtime.service import VAEService
+from service.runtime.service import ScoreResult, VAEService
+from vae_manifest import scoring
 
 ARRAYS_HEADER = "X-Arrays"
 SEED_HEADER = "X-Seed"
@@ -41,7 +42,7 @@ SEED_QUERY_DESCRIPTION = (
 
 
 def seed_query_doc(rule: FieldRule) -> dict[str, Any]:
-    """`?seed=` as FastAPI would document it (it is read by hand: see `_query_seed`)."""
+    """`?seed=` as FastAPI would document it (it is read by hand: see `_query_int`)."""
     return {
         "name": "seed",
         "in": "query",
@@ -58,12 +59,13 @@ def seed_query_doc(rule: FieldRule) -> dict[str, Any]:
     }
 
 
-def _query_seed(request: Request, rule: FieldRule) -> int | None:
+def _query_int(request: Request, rule: FieldRule) -> int | None:
+    """`?<rule's name>=` as an integer held to the rule, or None when absent."""
     # Read by hand: a FastAPI query parameter costs its dependency solving on every request,
     # a measurable share of a one-image /encode.
     if not request.scope.get("query_string"):
         return None
-    raw = request.query_params.get("seed")
+    raw = request.query_params.get(rule.name)
     if raw is None or raw == "":
         return None
     try:
@@ -111,8 +113,44 @@ def _images_answer(
     return _json(payload)
 
 
+def samples_query_doc(rule: FieldRule) -> dict[str, Any]:
+    """`?samples=` for binary bodies (read by hand, as `?seed=`)."""
+    description = "Draws per image for binary bodies; a `samples` in a JSON body wins."
+    return {
+        "name": rule.name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": rule.lo, "maximum": rule.hi},
+        "description": description,
+    }
+
+
+def score_payload(result: ScoreResult, service: VAEService, quantile: float) -> dict[str, Any]:
+    """The /score answer: the scores, and where they fall in the model's calibration."""
+    calibration = service.model.manifest.calibration
+    payload: dict[str, Any] = {
+        "neg_elbo": result.neg_elbo,
+        "iwae": result.iwae if result.samples > 1 else None,
+        "percentile": None,
+        "outlier": None,
+        "threshold": None,
+        "seed": result.seed,
+        "samples": result.samples,
+    }
+    if calibration is not None:
+        quantiles = np.asarray(calibration.quantiles)
+        threshold = scoring.threshold_at(quantiles, quantile)
+        payload["percentile"] = scoring.percentile_of(result.neg_elbo, quantiles)
+        payload["outlier"] = (result.neg_elbo > threshold).tolist()
+        payload["threshold"] = threshold
+    return payload
+
+
 def add_inference_routes(
-    router: APIRouter, routes: dict[str, RouteContract], dependencies: Sequence[Depends]
+    router: APIRouter,
+    routes: dict[str, RouteContract],
+    dependencies: Sequence[Depends],
+    outlier_quantile: float,
 ) -> None:
     """Registered on the app's own router: see `service.app` for why not `include_router`."""
     encode_route, decode_route = routes["encode"], routes["decode"]
@@ -149,7 +187,7 @@ def add_inference_routes(
         Binary: send `application/x-npy` (or raw float32 `application/octet-stream` with
         `X-Array-Shape: n,H*W`, e.g. `n,784` for 28x28); `Accept: application/x-npy` answers
         one array of shape (3, n, d) stacking mu, sigma and z (`X-Arrays: mu,sigma,z`)."""
-        seed = _query_seed(request, encode_rules["seed"])
+        seed = _query_int(request, encode_rules["seed"])
         media, answer, body, service = await _read(request, encode_route)
         if media == JSON:
             images, body_seed = bodies.encode_json(body, encode_rules, service.image_shape)
@@ -175,6 +213,50 @@ def add_inference_routes(
                 headers={ARRAYS_HEADER: "mu,sigma,z", SEED_HEADER: str(result.seed)},
             )
         return _json({"mu": result.mu, "sigma": result.sigma, "z": result.z, "seed": result.seed})
+
+    score_route = routes["score"]
+    score_rules = score_route.rules
+
+    @post(
+        score_route,
+        [seed_query_doc(score_rules["seed"]), samples_query_doc(score_rules["samples"])],
+    )
+    async def score(request: Request) -> Response:
+        """`{"images": [...], "seed": int?, "samples": int?}` -> `{"neg_elbo", "iwae",
+        "percentile", "outlier", "threshold", "seed", "samples"}`: how unusual each image is
+        for the model (see the README's anomaly scores). The same seed gives the same scores.
+
+        Binary bodies as for /encode (`?seed=`, `?samples=`); `Accept: application/x-npy`
+        answers one float64 array, a row per name in `X-Arrays`."""
+        ints = {name: _query_int(request, score_rules[name]) for name in ("seed", "samples")}
+        media, answer, body, service = await _read(request, score_route)
+        if media == JSON:
+            images, body_ints = bodies.images_json(body, score_rules, service.image_shape)
+            ints = {k: v if body_ints.get(k) is None else body_ints[k] for k, v in ints.items()}
+        else:
+            images = bodies.binary_rows(
+                media,
+                body,
+                request.headers.get(npy.SHAPE_HEADER),
+                score_rules,
+                "images",
+                service.image_size,
+                service.image_shape,
+            )
+        samples = ints["samples"] or int(score_rules["samples"].default)
+        result = await service.score(images, ints["seed"], samples)
+        payload = score_payload(result, service, outlier_quantile)
+        if answer == NPY:
+            names = [
+                k for k in ("neg_elbo", "iwae", "percentile", "outlier") if payload[k] is not None
+            ]
+            stacked = np.array([payload[k] for k in names], dtype=np.float64)
+            return Response(
+                npy.write_npy(stacked),
+                media_type=NPY,
+                headers={ARRAYS_HEADER: ",".join(names), SEED_HEADER: str(result.seed)},
+            )
+        return _json(payload)
 
     @post(decode_route)
     async def decode(request: Request) -> Response:
