@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from training import report
+from training.anomaly import AnomalyResult, anomaly_results
+from training.calibrate import SAMPLES, SEED
 from training.config import TUTORIAL_RECIPE_TEST_LOSS
 from training.images import pad_images
 from training.metrics import ACTIVE_UNIT_THRESHOLD, EVAL_SEED, Evaluation, evaluate_onnx
@@ -15,6 +17,7 @@ from training.onnx_model import OnnxVAE
 from vae_manifest import ModelManifest, load_manifest
 
 REPORT_DIR = "report"
+ANOMALY_FIGURE = "anomaly_scores.png"
 FIGURE_SEED = 0
 
 
@@ -84,8 +87,44 @@ def write_figures(
 
     if history:
         report.save_training_curve(history, out / "training_curve.png")
+    if history or (out / "training_curve.png").is_file():  # kept when re-evaluated without it
         figures["Loss per image during training"] = "training_curve.png"
     return figures
+
+
+def _anomaly_markdown(
+    results: list[AnomalyResult], figure: str, manifest: ModelManifest
+) -> list[str]:
+    digits = results[0].scores
+    lines = [
+        "## Anomaly scores",
+        "",
+        f"The anomaly score `POST /score` answers (neg ELBO with {SAMPLES} draws, seed {SEED}; "
+        "`vae_manifest/scoring.py`) of the MNIST test digits and of five kinds of images "
+        "made from them that are not MNIST digits. AUROC: the chance that such an image "
+        "scores higher than a test digit (0.5 is chance, 1.0 perfect). Reproduce with "
+        "`python -m training evaluate --model-dir <this model>`.",
+        "",
+        "| images | median score | 99th percentile | AUROC vs test digits |",
+        "|---|---|---|---|",
+    ]
+    for result in results:
+        auroc = "-" if result.auroc is None else f"{result.auroc:.4f}"
+        lines.append(
+            f"| {result.name} ({len(result.scores)}) | {np.median(result.scores):.1f} | "
+            f"{np.percentile(result.scores, 99):.1f} | {auroc} |"
+        )
+    calibration = manifest.calibration
+    if calibration is None:
+        placed = "No calibration in the manifest yet (`python -m training calibrate`)."
+    else:
+        threshold = calibration.quantiles[99]
+        placed = (
+            f"Against the calibration ({calibration.data}), the outlier threshold at its 99th "
+            f"percentile is {threshold:.1f}: {int((digits > threshold).sum())} of {len(digits)} "
+            "test digits are above it."
+        )
+    return [*lines, "", placed, "", f"![{figure}]({figure})", ""]
 
 
 def _report_markdown(
@@ -174,14 +213,20 @@ def evaluate_model_dir(
     height, width = manifest.image_shape
     if height != width:
         raise ValueError(f"{model_dir}: MNIST digits fit square models only, got {height}x{width}")
+    raw_images = images
     images = pad_images(images, height)
     vae = OnnxVAE(model_dir)
     evaluation = evaluate_onnx(vae, images, manifest.metrics.reconstruction_kind, EVAL_SEED)
     out = Path(report_dir) if report_dir is not None else model_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(vae, evaluation, images, labels, out, history)
+    kind = manifest.metrics.reconstruction_kind
+    results = anomaly_results(vae, raw_images, height, kind)
+    report.save_score_histograms([(r.name, r.scores) for r in results], out / ANOMALY_FIGURE)
+    anomaly = "\n".join(_anomaly_markdown(results, ANOMALY_FIGURE, manifest))
     path = out / "report.md"
     path.write_text(
-        _report_markdown(manifest, evaluation, figures, len(images)) + "\n", encoding="utf-8"
+        _report_markdown(manifest, evaluation, figures, len(images)) + "\n" + anomaly,
+        encoding="utf-8",
     )
     return evaluation, path

@@ -156,3 +156,20 @@ def save_training_curve(history: Sequence[dict[str, float | None]], path: Path) 
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def save_score_histograms(results: Sequence[tuple[str, np.ndarray]], path: Path) -> None:
+    """The anomaly score's distribution for each kind of image (log-scaled scores)."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    everything = np.concatenate([scores for _, scores in results])
+    bins = np.geomspace(max(everything.min(), 1e-3), everything.max(), 80)
+    for name, scores in results:
+        ax.hist(scores, bins=bins, histtype="step", lw=1.3, label=name, density=True)
+    ax.set_xscale("log")
+    ax.set_xlabel("neg ELBO (4 draws), log scale")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)

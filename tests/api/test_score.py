@@ -160,3 +160,15 @@ def test_a_model_without_calibration_answers_scores_only(tiny_model_dir):
     assert answer["percentile"] is None
     assert answer["outlier"] is None
     assert answer["threshold"] is None
+
+
+def test_the_route_scores_as_the_training_report_does(client, default_model_dir):
+    """The report's anomaly section (`training evaluate`) and the calibration use the same
+    function and draws: its AUROC figures hold for the route."""
+    from training.calibrate import score_images
+    from training.onnx_model import OnnxVAE
+
+    neg_elbo, iwae = score_images(OnnxVAE(default_model_dir), DIGITS, "sse", 4, 9)
+    answer = score(client, DIGITS, seed=9, samples=4)
+    np.testing.assert_allclose(answer["neg_elbo"], neg_elbo, rtol=1e-5)
+    np.testing.assert_allclose(answer["iwae"], iwae, rtol=1e-5)

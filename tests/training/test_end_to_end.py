@@ -30,6 +30,7 @@ REPORT_FILES = {
     "pca_3d.png",
     "kl_per_dim.png",
     "training_curve.png",
+    "anomaly_scores.png",
 }
 
 
@@ -252,3 +253,12 @@ def test_all_calibrates_the_anomaly_score_on_the_held_out_split(trained):
     assert len(calibration.quantiles) == 101
     assert calibration.quantiles == sorted(calibration.quantiles)
     assert "validation" in calibration.data
+
+
+def test_auroc_is_the_mann_whitney_statistic():
+    from training.anomaly import auroc
+
+    assert auroc(np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0])) == 1.0
+    assert auroc(np.array([4.0, 5.0]), np.array([1.0, 2.0, 3.0])) == 0.0
+    assert auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+    assert auroc(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == 0.75
