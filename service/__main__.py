@@ -60,11 +60,11 @@ def _check_model(settings: Settings) -> None:
     # them again, formatted.
     logging.disable(logging.WARNING)
     try:
+        repository = settings.model_repository or settings.model_dir
         try:
             dirs = model_dirs(settings.model_dir, settings.model_repository)
-            check_unique_names(dirs)
         except ModelLoadError as exc:
-            raise CannotServeError(settings.model_repository or settings.model_dir, exc) from None
+            raise CannotServeError(repository, exc) from None
         for model_dir in dirs:
             try:
                 model = VAEModel.load(model_dir, session_options(settings))
@@ -75,6 +75,10 @@ def _check_model(settings: Settings) -> None:
                 error = ModelLoadError(f"the model does not run: {type(exc).__name__}: {exc}")
                 raise CannotServeError(model_dir, error) from None
             del model
+        try:
+            check_unique_names(dirs)  # each manifest is valid by now
+        except ModelLoadError as exc:
+            raise CannotServeError(repository, exc) from None
     finally:
         logging.disable(logging.NOTSET)
 

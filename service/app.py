@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
             *INFER_ROUTES,
         ],
         max_in_flight=settings.max_in_flight,
+        max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after,
         metrics=metrics,
         access_log=settings.access_log,
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         metrics=metrics,
         access_log_enabled=settings.access_log,
         route_paths=frozenset(route.path for route in app.routes if isinstance(route, APIRoute)),
+        route_of=gate.route_of,
     )
     return app
 

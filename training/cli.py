@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch-size",
         type=_positive_int,
         default=256,
-        help="Triton's max_batch_size for both models (default 256, the service's VAE_MAX_IMAGES)",
+        help="Triton's max_batch_size for both models (default 256)",
     )
 
     p = sub.add_parser("all", help="train, export and evaluate (the default recipe unless told)")

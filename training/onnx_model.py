@@ -26,7 +26,7 @@ class OnnxVAE:
         self.decoder = _session(model_dir / DECODER_FILE)
 
     def encode(self, images: np.ndarray, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-        """images float32 [n, 784] -> (mu, sigma), each [n, d]."""
+        """images float32 [n, H*W] -> (mu, sigma), each [n, d]."""
         parts = [
             self.encoder.run(["mu", "sigma"], {"images": images[i : i + batch_size]})
             for i in range(0, len(images), batch_size)
@@ -34,7 +34,7 @@ class OnnxVAE:
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
     def decode(self, z: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-        """z float32 [n, d] -> images [n, 784] in [0, 1]."""
+        """z float32 [n, d] -> images [n, H*W] in [0, 1]."""
         parts = [
             self.decoder.run(["images"], {"z": z[i : i + batch_size].astype(np.float32)})[0]
             for i in range(0, len(z), batch_size)

@@ -9,8 +9,9 @@
 The bound itself lives in `AdmissionGate`, shared by the middleware and the server: the
 server asks the gate (`AdmissionGate.early_answer`, its `EarlyAnswerHook`) while it reads a
 request's head, and a refusal then costs no request cycle at all. The middleware still refuses
-whatever the server leaves to it (a pipelined request, a CORS request, an unusual spelling of
-the path), with the same answer.
+whatever the server leaves to it (a request pipelined behind one in progress, a CORS request,
+a body of undeclared length or over the limit, an unusual spelling of the path), with the same
+answer where the app would give one.
 
 The runtime's own bound (rows queued per graph, `MicroBatcher`) raises `Overloaded`, answered
 with the same status, code and `Retry-After` by `service.api.errors`. Probes, `/metrics`,
@@ -26,7 +27,7 @@ import logging
 import re
 import sys
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from starlette._utils import get_route_path  # what the routes match on (see service.api.routing)
@@ -42,7 +43,7 @@ from service.api.errors import (
 from service.api.metrics import Metrics
 from service.api.middleware import log_access, request_id_of
 from service.runtime.batching import INFERENCE_DEADLINE
-from service.server.early_answers import EarlyAnswer, Resume
+from service.server.early_answers import EarlyAnswer, Resume, Withdraw
 
 log = logging.getLogger("service.api")
 
@@ -72,12 +73,12 @@ MALLOC_TRIM = _malloc_trim()
 
 
 class AdmissionGate:
-    """One worker's bound: `max_in_flight` (0: no bound) requests to `paths` at once.
+    """One worker's bound: `max_in_flight` (0: no bound) requests to `routes` at once.
 
     `early_answer` is the server's `EarlyAnswerHook`: the refusal of a request over the bound,
     counted and logged as the middleware would, or None for every request it leaves to the
-    app (not over the bound, not a POST to a model route as spelled in `paths`, a CORS
-    request whose answer needs the CORS middleware's headers).
+    app (not over the bound, not a POST to one of `routes` as spelled there, a body over
+    `max_body_bytes` or of undeclared length, a CORS request).
     """
 
     def __init__(
@@ -85,12 +86,14 @@ class AdmissionGate:
         *,
         routes: Iterable[str],
         max_in_flight: int,
+        max_body_bytes: int,
         retry_after: int,
         metrics: Metrics,
         access_log: bool,
         cors: bool,
     ) -> None:
         self.max_in_flight = max_in_flight or sys.maxsize
+        self.max_body_bytes = max_body_bytes
         self.in_flight = 0
         self.metrics = metrics
         self.access_log = access_log
@@ -107,7 +110,8 @@ class AdmissionGate:
         # Connections refused early whose next request the server holds back: each slot freed
         # resumes the newest (a held request is read when it can be admitted, and the newest
         # has waited least: under overload, serving newest first keeps latency low).
-        self._waiting: deque[Resume] = deque()
+        self._waiting: OrderedDict[int, Resume] = OrderedDict()
+        self._next_key = 0
         self._hold_s = float(retry_after)
         # Every refusal of a route is the same answer (in its protocol's error dialect): its
         # bytes are made once.
@@ -145,43 +149,65 @@ class AdmissionGate:
             return None
         started = time.perf_counter()
         raw_path = target.partition(b"?")[0]
-        path = self._raw_exact.get(raw_path)
-        if path is None and self._templates and b"%" not in raw_path:
-            path = self.route_of(raw_path.decode("latin-1"))
-        if path is None:
+        route = self._raw_exact.get(raw_path)
+        if route is None and self._templates and b"%" not in raw_path:
+            route = self.route_of(raw_path.decode("latin-1"))
+        if route is None or not self._answerable(headers):
             return None
-        if self.cors:
-            for name, _ in headers:
-                if name == b"origin":
-                    return None
-        if not full:
-            # A request held until its hold ran out, while newer ones wait: the free slot goes
-            # to the newest (served newest first, the admitted requests' latency stays low).
-            self._wake()
+        # Not full: this request was held until its hold ran out while a newer one waited.
+        # The free slot goes to the newest (admitted latency stays low); with no newer held
+        # connection left, this one is admitted.
+        if not full and not self._wake():
+            return None
         request_id = request_id_of(headers)
         seconds = time.perf_counter() - started
-        self.metrics.observe_request(path, "POST", OVERLOADED_STATUS, seconds)
-        self.metrics.observe_error(path, OVERLOADED)
+        self.metrics.observe_request(route, "POST", OVERLOADED_STATUS, seconds)
+        self.metrics.observe_error(route, OVERLOADED)
         if self.access_log:
-            log_access("POST", path, path, OVERLOADED_STATUS, request_id, seconds)
-        headers, body = self._refusals[path]
+            path = raw_path.decode("latin-1")
+            log_access("POST", path, route, OVERLOADED_STATUS, request_id, seconds)
+        refusal_headers, body = self._refusals[route]
         return EarlyAnswer(
             OVERLOADED_STATUS,
-            [(b"x-request-id", request_id.encode()), *headers],
+            [(b"x-request-id", request_id.encode()), *refusal_headers],
             body,
             hold_s=self._hold_s,
-            wait=self._waiting.append,
+            wait=self._wait,
         )
 
+    def _answerable(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether the app would refuse this request with the plain 503: not a CORS request
+        (its answer needs the CORS headers), and a body of declared length within the limit
+        (otherwise the app answers 413, or counts the body as it streams)."""
+        length = None
+        for name, value in headers:
+            if name == b"content-length":
+                if length is not None or not value.isdigit():
+                    return False
+                length = int(value)
+            elif name == b"transfer-encoding" or (self.cors and name == b"origin"):
+                return False
+        return length is not None and length <= self.max_body_bytes
+
+    def _wait(self, resume: Resume) -> Withdraw:
+        key = self._next_key
+        self._next_key += 1
+        self._waiting[key] = resume
+        return lambda: self._waiting.pop(key, None) and None
+
     def release(self) -> None:
-        """An admitted request has finished: its slot goes to the oldest held connection."""
+        """An admitted request has finished: its slot goes to the newest held connection."""
         self.in_flight -= 1
         self._wake()
 
-    def _wake(self) -> None:
+    def _wake(self) -> bool:
+        """Resume the newest held connection still open; False when none is left."""
         waiting = self._waiting
-        while waiting and not waiting.pop()():
-            pass
+        while waiting:
+            _, resume = waiting.popitem(last=True)
+            if resume():
+                return True
+        return False
 
 
 class Admission:

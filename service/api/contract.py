@@ -32,7 +32,8 @@ class RouteContract:
 
 
 # The routes of a model named in the path (the plain ones serve the default model).
-NAMED_PREFIX = "/models/{model}"
+MODEL_PARAM = "model"  # the path parameter naming a served model
+NAMED_PREFIX = "/models/{" + MODEL_PARAM + "}"
 
 
 def route_contracts(settings: Settings) -> dict[str, RouteContract]:

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,13 +98,16 @@ class RequestObserver:
         metrics: Metrics,
         access_log_enabled: bool = True,
         route_paths: frozenset[str] = frozenset(),
+        route_of: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log_enabled = access_log_enabled
-        # Labels answers given before routing (a 413 from Content-Length) with their route;
-        # any other unrouted path is "unmatched", so label values stay few.
+        # Labels answers given before routing (a 413 from Content-Length, a 503 from
+        # admission) with their route: an exact path, or `route_of`'s template for a path
+        # with parameters; any other unrouted path is "unmatched", so label values stay few.
         self.route_paths = route_paths
+        self.route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +154,9 @@ class RequestObserver:
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or (
-                scope["path"] if scope["path"] in self.route_paths else "unmatched"
+                scope["path"]
+                if scope["path"] in self.route_paths
+                else self.route_of(scope["path"]) or "unmatched"
             )
             status = state["status"]
             method = scope["method"]

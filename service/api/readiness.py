@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from service.api.contract import MODEL_PARAM
 from service.api.errors import ApiError
 from service.runtime.errors import ModelNotReady
 from service.runtime.service import VAEService
-
-MODEL_PARAM = "model"  # the path parameter naming a served model
 
 
 def ready_service(request: Request) -> VAEService | None:

@@ -42,7 +42,7 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.server.early_answers import EARLY_ANSWER_KEY, EarlyAnswer, Resume
+from service.server.early_answers import EARLY_ANSWER_KEY, EarlyAnswer, Resume, Withdraw
 from service.server.limits import DEFAULT_LIMITS, HttpLimits
 
 log = logging.getLogger("service.server")
@@ -132,6 +132,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         "_time",
         "_timer",
         "_timer_at",
+        "_withdraw",
         "limits",
     )
 
@@ -160,6 +161,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._early: EarlyAnswer | None = None  # the request being read was answered early
         self._hold_timer: asyncio.TimerHandle | None = None  # set while the next one is held
         self._held_out = False  # the next request was held until its hold ran out
+        self._withdraw: Withdraw | None = None  # removes this connection from the app's waiters
 
     # Connection
 
@@ -182,9 +184,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
+        self._end_hold()
         for timer in self._drain_timers:
             timer.cancel()
         super().connection_lost(exc)
@@ -256,6 +256,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         early = self._early_answer
         held_out = self._held_out
         self._held_out = False
+        if self._hold_timer is not None:
+            # A request pipelined behind a refused one, parsed from the same read: the hold
+            # has no more to hold back (reading stays paused until this one is answered).
+            self._end_hold()
         if early is not None and not self._draining:
             cycle = self.cycle
             parser = self.parser
@@ -263,6 +267,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 (cycle is None or cycle.response_complete)
                 and parser.should_keep_alive()
                 and parser.get_http_version() == "1.1"
+                and not parser.should_upgrade()
             ):
                 answer = early(parser.get_method(), self.url, self.headers, held_out)
                 if answer is not None:
@@ -312,27 +317,34 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # Early answers
 
-    def _hold(self, seconds: float, wait: Callable[[Resume], None]) -> None:
+    def _hold(self, seconds: float, wait: Callable[[Resume], Withdraw]) -> None:
         """Read nothing more until the app resumes this connection or `seconds` pass."""
+        self._end_hold()
         self.flow.pause_reading()
         self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
-        # A weak reference: the app may keep the callback after the connection is gone, and it
-        # must not keep the connection's buffers alive.
+        # A weak reference: the app must not keep a closed connection's buffers alive.
         resume = weakref.WeakMethod(self._resume)
-        wait(lambda: (method := resume()) is not None and method())
+        self._withdraw = wait(lambda: (method := resume()) is not None and method())
 
     def _hold_ran_out(self) -> None:
         self._held_out = self._resume()
 
     def _resume(self) -> bool:
-        timer = self._hold_timer
-        if timer is None or self.transport.is_closing():
+        if self._hold_timer is None or self.transport.is_closing():
             return False
-        timer.cancel()
-        self._hold_timer = None
+        self._end_hold()
         self.flow.resume_reading()
         self._await_next_request()
         return True
+
+    def _end_hold(self) -> None:
+        """Forget the hold: its timer, and its place among the app's waiting connections."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if self._withdraw is not None:
+            self._withdraw()
+            self._withdraw = None
 
     def _await_next_request(self) -> None:
         # As uvicorn's on_response_complete: arm the keep-alive timeout.

@@ -149,6 +149,14 @@ def test_malformed_binary_requests(client, header, tail, length, words):
         (orjson.dumps({"inputs": [{**ONE, "data": [[0.5], [0.5, 0.5]]}]}), ["regular"]),
         (orjson.dumps({"inputs": [{**ONE, "datatype": "INT8", "data": [0] * 784}]}), ["INT8"]),
         (orjson.dumps({"inputs": [{**ONE, "shape": [1, -784], "data": []}]}), ["shape"]),
+        (
+            orjson.dumps({"inputs": [{**ONE, "shape": [0, 2**62, 2**62], "data": []}]}),
+            ["shape"],
+        ),
+        (
+            orjson.dumps({"inputs": [{**ONE, "shape": [0, 2**31 - 1, 2**31 - 1], "data": []}]}),
+            ["shape"],
+        ),
         (orjson.dumps({"inputs": [{"datatype": "FP32", "shape": [1], "data": [1]}]}), ["name"]),
         (orjson.dumps({"inputs": [{k: v for k, v in ONE.items()}]}), ["'data'"]),
         (orjson.dumps({"id": 7, "inputs": [ONE]}), ["'id'"]),
@@ -168,6 +176,8 @@ def test_malformed_binary_requests(client, header, tail, length, words):
         "ragged",
         "datatype",
         "negative-dim",
+        "huge-dims",
+        "impossible-shape",
         "no-name",
         "no-data",
         "id-type",

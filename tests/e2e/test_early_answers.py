@@ -174,3 +174,59 @@ def test_sigterm_answers_a_held_request_and_closes(server_factory: ServerFactory
     assert last.status == 200
     assert last.closes
     assert server.process.wait(timeout=60) == 0
+
+
+def test_a_request_held_until_its_hold_ran_out_is_served_by_an_idle_server(server_factory):
+    """Review finding: once the only newer waiter had been woken and gone quiet, the held-out
+    request was refused again and again on an idle server."""
+    server = server_factory(**{**ENV, "VAE_RETRY_AFTER": "1"})
+    with slot_taken(server):
+        mover, refused = ask(server, request("/encode"))
+        assert refused.status == 503
+        mover.sendall(request("/encode"))  # at once: held for up to 1 s
+        quiet, also_refused = ask(server, request("/encode"))  # honours Retry-After
+        assert also_refused.status == 503
+    # The holder closed: its slot went to `quiet` (the newest), which sends nothing.
+    served = read_answer(mover)
+    assert served is not None
+    assert served.status == 200
+    mover.close()
+    quiet.close()
+
+
+def test_a_pipelined_request_behind_a_refused_one_is_answered_in_order(one_slot):
+    with slot_taken(one_slot):
+        sock = connect(one_slot, timeout=LIVENESS_S)
+        sock.sendall(request("/encode") + b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        refused, health = read_answer(sock), read_answer(sock)
+    assert refused is not None
+    assert refused.status == 503
+    assert health is not None
+    assert health.status == 200
+    sock.close()
+
+
+def test_an_upgrade_request_over_the_bound_is_left_to_the_app_without_a_traceback(one_slot):
+    """Review finding: answered early, such a request crashed the protocol's upgrade path
+    (a KeyError traceback at error level for every one). The app's path (uvicorn: an
+    unsupported upgrade, a warning) is what it gets now."""
+    with slot_taken(one_slot):
+        sock = connect(one_slot, timeout=LIVENESS_S)
+        sock.sendall(request("/encode", headers=("Connection: Upgrade", "Upgrade: websocket")))
+        # Handled by now: a later request of another connection has been answered.
+        assert status_of_one_request(one_slot) == 503
+        sock.close()
+    assert "KeyError" not in one_slot.log()
+    assert "Fatal error" not in one_slot.log()
+
+
+def test_a_body_over_the_limit_gets_the_apps_413_not_a_refusal(server_factory):
+    server = server_factory(**ENV, VAE_MAX_BODY_BYTES="8192")  # above the probes' ~4 KB
+    with slot_taken(server):
+        sock = connect(server, timeout=LIVENESS_S)
+        head = request("/encode", body=b"x" * 20000)
+        sock.sendall(head[: head.index(b"\r\n\r\n") + 4])  # the app refuses from the head
+        answer = read_answer(sock)
+        sock.close()
+    assert answer is not None
+    assert answer.status == 413

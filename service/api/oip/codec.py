@@ -61,11 +61,22 @@ def _bool_parameter(parameters: dict[str, Any], key: str, what: str) -> bool | N
     return value
 
 
+MAX_DIMS = 8
+MAX_DIM = 2**31 - 1
+
+
 def _shape(value: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_DIMS
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in value
+        )
     ):
-        raise OIPError(f"input {quoted(name)}: 'shape' must be a list of integers >= 0")
+        raise OIPError(
+            f"input {quoted(name)}: 'shape' must be a list of at most {MAX_DIMS} integers "
+            f"from 0 to {MAX_DIM}"
+        )
     return tuple(value)
 
 
@@ -83,7 +94,10 @@ def _json_tensor(data: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) 
             f"input {quoted(name)}: 'data' has {array.size} values, shape {list(shape)} "
             f"needs {math.prod(shape)}"
         )
-    return array.astype(dtype, copy=False).reshape(shape)
+    try:
+        return array.astype(dtype, copy=False).reshape(shape)
+    except ValueError:  # a shape numpy cannot make, even with no elements
+        raise OIPError(f"input {quoted(name)}: shape {list(shape)} is not possible") from None
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -152,7 +166,10 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             )
         chunk = binary[offset : offset + size]
         offset += size
-        inputs[name] = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+        try:
+            inputs[name] = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+        except ValueError:
+            raise OIPError(f"input {quoted(name)}: shape {list(shape)} is not possible") from None
     if offset != len(binary):
         raise OIPError(
             f"the body has {len(binary) - offset} bytes of binary data beyond the inputs'"

@@ -18,10 +18,10 @@ from starlette.responses import Response
 from service.api import bodies
 from service.api.codecs import json as jsonc
 from service.api.codecs import npy, png
-from service.api.contract import RouteContract
+from service.api.contract import MODEL_PARAM, RouteContract
 from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, negotiate
-from service.api.readiness import MODEL_PARAM, require_service
+from service.api.readiness import require_service
 from service.api.request_rules import FieldRule
 from service.runtime.service import ScoreResult, VAEService
 from vae_manifest import scoring
