@@ -257,9 +257,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         held_out = self._held_out
         self._held_out = False
         if self._hold_timer is not None:
-            # A request pipelined behind a refused one, parsed from the same read: the hold
-            # has no more to hold back (reading stays paused until this one is answered).
+            # A request that followed a refused one in the same read: the hold has nothing
+            # left to hold back, and this request's body must be read (uvicorn pauses again
+            # below if a request is still in progress).
             self._end_hold()
+            self.flow.resume_reading()
         if early is not None and not self._draining:
             cycle = self.cycle
             parser = self.parser

@@ -230,3 +230,31 @@ def test_a_body_over_the_limit_gets_the_apps_413_not_a_refusal(server_factory):
         sock.close()
     assert answer is not None
     assert answer.status == 413
+
+
+def test_a_request_arriving_with_the_tail_of_a_refused_one_is_read_in_full(one_slot):
+    """Found by the overload benchmark: the second request's head came in the same read as
+    the first one's body; its hold was dropped with reading still paused, so the rest of its
+    body (and everything after it) was never read."""
+    with slot_taken(one_slot) as holder:
+        sock = connect(one_slot, timeout=LIVENESS_S)
+        second = request("/encode")
+        split = second.index(b"\r\n\r\n") + 4 + 100
+        sock.sendall(request("/encode") + second[:split])
+        first_answer = read_answer(sock)
+        second_answer = read_answer(sock)  # refused from its head
+        sock.sendall(second[split:])
+        # A third: held until the slot frees, or refused at once when it shares a read with
+        # the second's tail. Either way it is answered.
+        sock.sendall(request("/encode"))
+        holder.sendall(BODY)
+        assert (freed := read_answer(holder)) is not None
+        assert freed.status == 200
+        third = read_answer(sock)
+        sock.close()
+    assert first_answer is not None
+    assert first_answer.status == 503
+    assert second_answer is not None
+    assert second_answer.status == 503
+    assert third is not None, "the connection stopped reading"
+    assert third.status in (200, 503)
