@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
     add_oip_routes(
         app.router,
         {"encoder": routes["encode"].rules["images"], "decoder": routes["decode"].rules["z"]},
+        routes["score"].rules,
         max_batch_size=settings.max_images,
         server_version=app.version,
         protected=protected,

@@ -86,15 +86,18 @@ def test_an_unknown_model_is_a_404_listing_the_served_ones(client):
     assert "wide-vae" in error["message"]
 
 
-def test_every_model_is_two_oip_models(client):
+def test_every_model_is_three_oip_models(client):
     index = client.post("/v2/repository/index").json()
     assert [entry["name"] for entry in index] == [
         "small-vae-decoder",
         "small-vae-encoder",
+        "small-vae-score",
         "tiny-vae-decoder",
         "tiny-vae-encoder",
+        "tiny-vae-score",
         "wide-vae-decoder",
         "wide-vae-encoder",
+        "wide-vae-score",
     ]
     assert {entry["state"] for entry in index} == {"READY"}
     metadata = client.get("/v2/models/wide-vae-encoder").json()

@@ -172,3 +172,23 @@ def test_the_route_scores_as_the_training_report_does(client, default_model_dir)
     answer = score(client, DIGITS, seed=9, samples=4)
     np.testing.assert_allclose(answer["neg_elbo"], neg_elbo, rtol=1e-5)
     np.testing.assert_allclose(answer["iwae"], iwae, rtol=1e-5)
+
+
+def test_the_oip_score_model_carries_the_calibrated_percentile(client):
+    body = {
+        "inputs": [
+            {
+                "name": "images",
+                "datatype": "FP32",
+                "shape": [10, 784],
+                "data": DIGITS.ravel().tolist(),
+            }
+        ],
+        "parameters": {"seed": 2, "samples": 4},
+    }
+    answer = client.post("/v2/models/mnist-vae-score/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    assert set(outputs) == {"neg_elbo", "iwae", "percentile"}
+    reference = score(client, DIGITS, seed=2, samples=4)
+    np.testing.assert_allclose(outputs["percentile"], reference["percentile"], rtol=1e-4)

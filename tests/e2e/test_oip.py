@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.e2e.conftest import Server
 
-ENCODER, DECODER = "tiny-vae-encoder", "tiny-vae-decoder"
+ENCODER, DECODER, SCORE = "tiny-vae-encoder", "tiny-vae-decoder", "tiny-vae-score"
 RNG = np.random.default_rng(11)
 IMAGES = RNG.random((5, 784), dtype=np.float32)
 LATENT_DIM = 4
@@ -65,6 +65,7 @@ def test_model_metadata_config_and_repository_index(client):
     assert index == [
         {"name": DECODER, "version": "1", "state": "READY"},
         {"name": ENCODER, "version": "1", "state": "READY"},
+        {"name": SCORE, "version": "1", "state": "READY"},
     ]
 
 
@@ -157,3 +158,18 @@ def test_a_wrong_datatype_version_or_output_is_refused(client):
     assert "logvar" in error.message()
     error = error_of(lambda: client.get_model_metadata("nope"))
     assert error.status() == "404"
+
+
+def test_the_score_model_answers_as_the_score_route(server, client):
+    result = client.infer(SCORE, [tensor("images", IMAGES)], parameters={"seed": 7, "samples": 3})
+    reference = rest(server, "/score", {"images": IMAGES.tolist(), "seed": 7, "samples": 3})
+    np.testing.assert_allclose(result.as_numpy("neg_elbo"), reference["neg_elbo"], rtol=1e-5)
+    np.testing.assert_allclose(result.as_numpy("iwae"), reference["iwae"], rtol=1e-5)
+    metadata = client.get_model_metadata(SCORE)
+    assert [o["name"] for o in metadata["outputs"]] == ["neg_elbo", "iwae"]  # not calibrated
+    assert client.get_model_config(SCORE)["input"][0]["dims"] == [784]
+    error = error_of(
+        lambda: client.infer(SCORE, [tensor("images", IMAGES)], parameters={"samples": 0})
+    )
+    assert error.status() == "400"
+    assert "samples" in error.message()

@@ -41,6 +41,7 @@ class InferRequest:
     inputs: dict[str, np.ndarray]  # by name, shaped as declared in the request
     outputs: tuple[RequestedOutput, ...] | None  # None: every output
     binary_output: bool  # the request's parameters.binary_data_output
+    parameters: dict[str, Any]  # the request's parameters (a model may read its own)
 
 
 def quoted(value: object) -> str:
@@ -190,7 +191,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             binary_flag = _bool_parameter(params, "binary_data", f"output {quoted(name)}")
             requested.append(RequestedOutput(name, binary_flag))
         outputs = tuple(requested)
-    return InferRequest(request_id, inputs, outputs, binary_output)
+    return InferRequest(request_id, inputs, outputs, binary_output, parameters)
 
 
 def encode_infer_response(

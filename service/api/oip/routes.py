@@ -16,8 +16,8 @@ from service.api.codecs.json import dumps
 from service.api.errors import ApiError
 from service.api.negotiation import JSON
 from service.api.oip import codec
-from service.api.oip.models import OIPModel, oip_models
-from service.api.request_rules import FieldRule
+from service.api.oip.models import SCORE, OIPModel, oip_models
+from service.api.request_rules import FieldRule, RequestRules
 from service.runtime.errors import ModelNotReady
 from service.runtime.service import VAEService
 from vae_manifest import ModelManifest
@@ -73,6 +73,7 @@ def _not_found(message: str) -> ApiError:
 def add_oip_routes(
     router: APIRouter,
     rules: dict[tm.Graph, FieldRule],
+    score_rules: RequestRules,
     max_batch_size: int,
     server_version: str,
     protected: Sequence[Depends],
@@ -89,7 +90,7 @@ def add_oip_routes(
             models = registry[key] = {
                 name: (service, model)
                 for service in services.values()
-                for name, model in oip_models(service.model.manifest, rules).items()
+                for name, model in oip_models(service.model.manifest, rules, score_rules).items()
             }
         return models
 
@@ -199,8 +200,8 @@ def add_model_routes(
 
     @model_get("/config", "Model configuration (Triton's extension)", _JSON_OBJECT)
     async def model_config(request: Request) -> Response:
-        service, model = target(request)
-        return _json(tm.model_config(service.model.manifest, model.graph, max_batch_size))
+        _, model = target(request)
+        return _json(model.config(max_batch_size))
 
     @router.post(
         prefix + INFER,
@@ -241,7 +242,7 @@ def add_model_routes(
         parsed = codec.parse_infer_request(body, request.headers.get(codec.HEADER_LENGTH))
         if parsed.outputs is not None:
             model.check_outputs(tuple(output.name for output in parsed.outputs))
-        results = await service.run_graph(model.graph, model.rows(parsed.inputs))
+        results = await model.infer(service, model.rows(parsed.inputs), parsed.parameters)
         answer, header_length = codec.encode_infer_response(model.name, tm.VERSION, parsed, results)
         if header_length is None:
             return Response(answer, media_type=codec.JSON_MEDIA_TYPE)
@@ -261,7 +262,10 @@ def document_models(manifests: Callable[[], list[ModelManifest]]) -> Any:
         served = manifests()
         if not served:
             return
-        names = sorted(tm.model_name(m, graph) for m in served for graph in tm.GRAPHS)
+        names = sorted(
+            [tm.model_name(m, graph) for m in served for graph in tm.GRAPHS]
+            + [f"{m.name}-{SCORE}" for m in served]
+        )
         enums = {"model_name": names, "version": [tm.VERSION]}
         first = served[0]  # the default model
         (z,) = first.decoder.inputs
