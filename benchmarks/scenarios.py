@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 Graph = Literal["encoder", "decoder"]
 Encoding = Literal["json", "npy", "oip"]
@@ -123,20 +123,23 @@ OVERLOADS: tuple[Overload, ...] = (
 OVERLOAD_CONNECTIONS = 2000
 
 
+_Named = TypeVar("_Named", Scenario, Overload)
+
+
+def _named(items: tuple[_Named, ...], name: str, what: str) -> _Named:
+    for item in items:
+        if item.name == name:
+            return item
+    known = ", ".join(item.name for item in items)
+    raise KeyError(f"unknown {what} {name!r}; known: {known}")
+
+
 def by_name(name: str) -> Scenario:
-    for scenario in SCENARIOS:
-        if scenario.name == name:
-            return scenario
-    known = ", ".join(s.name for s in SCENARIOS)
-    raise KeyError(f"unknown scenario {name!r}; known: {known}")
+    return _named(SCENARIOS, name, "scenario")
 
 
 def overload_by_name(name: str) -> Overload:
-    for overload in OVERLOADS:
-        if overload.name == name:
-            return overload
-    known = ", ".join(o.name for o in OVERLOADS)
-    raise KeyError(f"unknown overload scenario {name!r}; known: {known}")
+    return _named(OVERLOADS, name, "overload scenario")
 
 
 def compute_batches(scenarios: tuple[Scenario, ...] | list[Scenario]) -> list[int]:
