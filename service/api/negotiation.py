@@ -13,6 +13,7 @@ from typing import NamedTuple
 from fastapi import Request
 
 from service.api.codecs.npy import NPY_MEDIA_TYPE, RAW_MEDIA_TYPE
+from service.api.echo import quoted
 from service.api.errors import ApiError
 
 JSON = "application/json"
@@ -30,9 +31,6 @@ _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 # Parameters a type we send always has: JSON is always UTF-8 (RFC 8259 section 8.1), so
 # `Accept: application/json; charset=utf-8` asks for exactly what we send.
 _IMPLIED_PARAMS = {JSON: {"charset": "utf-8"}}
-# Error messages quote client headers up to this many characters, so a huge header is not
-# echoed back (or into the logs) whole.
-_SHOWN_CHARS = 48
 
 
 class _Range(NamedTuple):
@@ -233,9 +231,5 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def _shown(value: str | None) -> str:
-    """A client's header value for an error message: clipped first, then quoted."""
-    if value is None:
-        return "(none)"
-    if len(value) > _SHOWN_CHARS:
-        value = value[:_SHOWN_CHARS] + "..."
-    return repr(value)  # escapes control characters; at most a few times _SHOWN_CHARS long
+    """A client's header value for an error message."""
+    return "(none)" if value is None else quoted(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from service.api.contract import MODEL_PARAM
+from service.api.echo import quoted
 from service.api.errors import ApiError
 from service.runtime.errors import ModelNotReady
 from service.runtime.service import VAEService
@@ -32,9 +33,8 @@ def require_service(request: Request) -> VAEService:
     else:
         services = served(request)
         if services and name not in services:
-            shown = name if len(name) <= 48 else name[:48] + "..."
             raise ApiError(
-                404, "not_found", f"unknown model {shown!r}; served: {sorted(services)}", None
+                404, "not_found", f"unknown model {quoted(name)}; served: {sorted(services)}", None
             )
         service = services.get(name)
         service = service if service is not None and service.ready else None

@@ -133,3 +133,9 @@ def test_a_repository_without_models_is_refused(tmp_path, tiny_model_dir):
         model_dirs(tiny_model_dir, tmp_path)
     with pytest.raises(ModelLoadError, match="not a directory"):
         model_dirs(tiny_model_dir, tmp_path / "missing")
+
+
+def test_a_long_unknown_model_name_is_not_echoed_whole(client):
+    answer = client.post(f"/models/{'x' * 5000}/encode", json={"images": [[0.0] * 784]})
+    assert answer.status_code == 404
+    assert len(answer.json()["error"]["message"]) < 200

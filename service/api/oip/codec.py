@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.api.echo import quoted
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
 JSON_MEDIA_TYPE = "application/json"
 # OIP datatype -> numpy dtype (little-endian, as the binary extension defines).
 NUMPY_TYPES = {"FP32": np.dtype("<f4")}
-ECHO_MAX = 48  # longest client string quoted back in a message
 
 
 class OIPError(Exception):
@@ -42,11 +43,6 @@ class InferRequest:
     outputs: tuple[RequestedOutput, ...] | None  # None: every output
     binary_output: bool  # the request's parameters.binary_data_output
     parameters: dict[str, Any]  # the request's parameters (a model may read its own)
-
-
-def quoted(value: object) -> str:
-    text = str(value)
-    return repr(text if len(text) <= ECHO_MAX else text[:ECHO_MAX] + "...")
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

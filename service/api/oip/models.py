@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from service.api.codecs.json import check_within, int_field
-from service.api.oip.codec import OIPError, quoted
+from service.api.echo import quoted
+from service.api.oip.codec import OIPError
 from service.api.request_rules import FieldRule, RequestRules
 from service.runtime.service import VAEService
 from vae_manifest import ModelManifest, scoring

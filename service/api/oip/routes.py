@@ -13,6 +13,7 @@ from fastapi.params import Depends
 from starlette.responses import Response
 
 from service.api.codecs.json import dumps
+from service.api.echo import quoted
 from service.api.errors import ApiError
 from service.api.negotiation import JSON
 from service.api.oip import codec
@@ -97,10 +98,10 @@ def add_oip_routes(
     def model_of(request: Request, name: str, version: str | None) -> tuple[VAEService, OIPModel]:
         found = served(request).get(name)
         if found is None:
-            raise _not_found(f"unknown model: {codec.quoted(name)}")
+            raise _not_found(f"unknown model: {quoted(name)}")
         if version not in (None, "", tm.VERSION):
             raise _not_found(
-                f"model {codec.quoted(name)} has no version {codec.quoted(version)} "
+                f"model {quoted(name)} has no version {quoted(version)} "
                 f"(versions: [{tm.VERSION!r}])"
             )
         return found
