@@ -150,3 +150,13 @@ def install_openapi(
         return doc
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+def set_path_parameter_enums(doc: dict[str, Any], enums: dict[str, list[str]]) -> None:
+    """Every path parameter named in `enums` lists its allowed values (served model names),
+    so the docs page offers them and a fuzzer reaches past the 404."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                if parameter.get("in") == "path" and parameter["name"] in enums:
+                    parameter["schema"] = {"type": "string", "enum": enums[parameter["name"]]}

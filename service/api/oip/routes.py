@@ -18,6 +18,7 @@ from service.api.errors import ApiError
 from service.api.negotiation import JSON
 from service.api.oip import codec
 from service.api.oip.models import SCORE, OIPModel, oip_models
+from service.api.openapi import set_path_parameter_enums
 from service.api.request_rules import FieldRule, RequestRules
 from service.runtime.errors import ModelNotReady
 from service.runtime.service import VAEService
@@ -282,15 +283,12 @@ def document_models(manifests: Callable[[], list[ModelManifest]]) -> Any:
             ],
             "outputs": [{"name": first.decoder.outputs[0].name}],
         }
+        set_path_parameter_enums(doc, enums)
         for path, operations in doc.get("paths", {}).items():
-            if not path.startswith("/v2/models/"):
-                continue
-            for operation in operations.values():
-                for parameter in operation.get("parameters", ()):
-                    if parameter.get("in") == "path" and parameter["name"] in enums:
-                        parameter["schema"] = {"type": "string", "enum": enums[parameter["name"]]}
-                body = operation.get("requestBody", {}).get("content", {}).get(JSON)
-                if body is not None:
-                    body["example"] = example
+            if path.startswith("/v2/models/"):
+                for operation in operations.values():
+                    body = operation.get("requestBody", {}).get("content", {}).get(JSON)
+                    if body is not None:
+                        body["example"] = example
 
     return patch

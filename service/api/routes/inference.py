@@ -21,6 +21,7 @@ from service.api.codecs import npy, png
 from service.api.contract import MODEL_PARAM, RouteContract
 from service.api.errors import invalid
 from service.api.negotiation import GIF, JSON, NPY, PNG, negotiate
+from service.api.openapi import set_path_parameter_enums
 from service.api.readiness import require_service
 from service.api.request_rules import FieldRule
 from service.runtime.service import ScoreResult, VAEService
@@ -337,12 +338,7 @@ def document_model_names(names: Callable[[], list[str]]) -> Callable[[dict[str, 
 
     def patch(doc: dict[str, Any]) -> None:
         served = names()
-        if not served:
-            return
-        for operations in doc.get("paths", {}).values():
-            for operation in operations.values():
-                for parameter in operation.get("parameters", ()):
-                    if parameter.get("in") == "path" and parameter["name"] == MODEL_PARAM:
-                        parameter["schema"] = {"type": "string", "enum": sorted(served)}
+        if served:
+            set_path_parameter_enums(doc, {MODEL_PARAM: sorted(served)})
 
     return patch
