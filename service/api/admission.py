@@ -41,7 +41,7 @@ from service.api.errors import (
     overloaded_headers,
 )
 from service.api.metrics import Metrics
-from service.api.middleware import log_access, request_id_of
+from service.api.middleware import declared_body, log_access, request_id_of
 from service.runtime.batching import INFERENCE_DEADLINE
 from service.server.early_answers import EarlyAnswer, Resume, Withdraw
 
@@ -179,15 +179,10 @@ class AdmissionGate:
         """Whether the app would refuse this request with the plain 503: not a CORS request
         (its answer needs the CORS headers), and a body of declared length within the limit
         (otherwise the app answers 413, or counts the body as it streams)."""
-        length = None
-        for name, value in headers:
-            if name == b"content-length":
-                if length is not None or not value.isdigit():
-                    return False
-                length = int(value)
-            elif name == b"transfer-encoding" or (self.cors and name == b"origin"):
-                return False
-        return length is not None and length <= self.max_body_bytes
+        if self.cors and any(name == b"origin" for name, _ in headers):
+            return False
+        declared, encoded = declared_body(headers)
+        return not encoded and declared is not None and 0 <= declared <= self.max_body_bytes
 
     def _wait(self, resume: Resume) -> Withdraw:
         key = self._next_key

@@ -168,6 +168,19 @@ class RequestObserver:
                 log_access(method, scope["path"], route, status, request_id, seconds)
 
 
+def declared_body(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The body's declared Content-Length (None: none; -1: not trusted, a second length or
+    anything but digits) and whether a Transfer-Encoding is given."""
+    declared: int | None = None
+    encoded = False
+    for name, value in headers:
+        if name == b"content-length":
+            declared = int(value) if declared is None and value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            encoded = True
+    return declared, encoded
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -177,14 +190,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared: int | None = None
-        framed = scope.get("http_version") in _LENGTH_FRAMED
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                # A second length, or anything but digits, is not trusted: the body is counted.
-                declared = int(value) if declared is None and value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                framed = False
+        declared, encoded = declared_body(scope["headers"])
+        framed = scope.get("http_version") in _LENGTH_FRAMED and not encoded
         if declared is not None and declared > self.limit:
             await self._refuse(scope, send)
             return
