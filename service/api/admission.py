@@ -188,6 +188,10 @@ class AdmissionGate:
         key = self._next_key
         self._next_key += 1
         self._waiting[key] = resume
+        if self.in_flight < self.max_in_flight:
+            # A slot freed while the refused request's body was still arriving: nothing will
+            # wake this connection, so it goes on at once.
+            self._wake()
         return lambda: self._waiting.pop(key, None) and None
 
     def release(self) -> None:

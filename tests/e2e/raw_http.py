@@ -53,3 +53,30 @@ def read_answer(sock: socket.socket) -> Answer | None:
     except (ConnectionResetError, BrokenPipeError):
         return None
     return Answer(int(lines[0].split(" ", 2)[1]), pairs, body)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[Answer]:
+    """Up to `count` answers that may arrive in one read (pipelined), fewer if the connection
+    ends first."""
+    data = b""
+    answers: list[Answer] = []
+    while len(answers) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = data[:end].decode("latin-1").split("\r\n")
+            pairs = [tuple(p.strip() for p in line.split(":", 1)) for line in lines[1:]]
+            fields = [(name.lower(), value) for name, value in pairs]
+            length = int(dict(fields)["content-length"])
+            if len(data) >= end + 4 + length:
+                body = data[end + 4 : end + 4 + length]
+                answers.append(Answer(int(lines[0].split(" ", 2)[1]), fields, body))
+                data = data[end + 4 + length :]
+                continue
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return answers

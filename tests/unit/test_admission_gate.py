@@ -170,3 +170,14 @@ def test_withdrawn_connections_are_not_kept():
         hold(g, resumed, f"c{i}")()  # each withdraws at once, as a hold that ends by itself
     g.release()  # nothing to resume: every connection withdrew
     assert resumed == []
+
+
+def test_a_connection_held_after_a_slot_freed_goes_on_at_once():
+    g = full(gate())
+    answer = g.early_answer(b"POST", b"/encode", SIZED, False)
+    assert answer is not None
+    assert answer.wait is not None
+    g.release()  # the slot frees while the refused request's body still arrives
+    resumed: list[str] = []
+    answer.wait(lambda: resumed.append("at once") is None)
+    assert resumed == ["at once"]
