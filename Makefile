@@ -11,7 +11,8 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 LOCK_FLAGS ?=
 PIP_TOOLS_VERSION := 7.6.2
 
-.PHONY: help serve test test-fast train lint format bench docker-test docker-build lock clean
+.PHONY: help serve serve-ray install-ray browser test test-fast train lint format bench docker-test \
+	docker-build lock clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,15 +43,41 @@ $(VENV)/.stamp-all: requirements/dev.txt requirements/service.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@ $(VENV)/.stamp-service
 
+# The `ray` extra on top of the dev environment (requirements/ray.txt is resolved under dev.txt).
+$(VENV)/.stamp-ray: requirements/ray.txt $(VENV)/.stamp-all
+	$(INSTALL_LOCK) -r requirements/ray.txt
+	@touch $@
+
+install-ray: $(VENV)/.stamp-ray  ## install Ray Serve (the `ray` extra) into .venv
+
+NODES ?= 1
+serve-ray: $(VENV)/.stamp-ray  ## serve the default model from a local Ray cluster of NODES nodes on 127.0.0.1:8000
+	exec $(PY) -m service.ray_serve --nodes $(NODES) --host $(HOST) --port $(PORT)
+
+# The /explorer page is tested in a real browser: Debian's chromium, installed when missing
+# (as root with apt-get; elsewhere the browser test skips and says why).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+		else echo "note: no chromium on PATH: the /explorer browser test will skip"; fi; }
+
+# Ray phones home and probes cloud metadata when it starts, so the tests that start Ray run in a
+# loopback-only network namespace (needs root); `pytest` outside one skips them and says why.
+OFFLINE_NETNS ?= ../shared/tools/offline-netns.sh
+
 # exec: the server replaces the recipe's shell, so a supervisor's SIGTERM to this process reaches it.
 serve: $(VENV)/.stamp-service  ## serve the committed default model on 127.0.0.1:8000
 	VAE_HOST=$(HOST) VAE_PORT=$(PORT) exec $(BIN)/vae-serve
 
-test: $(VENV)/.stamp-all  ## run the whole test suite
-	$(PY) -m pytest
+test: $(VENV)/.stamp-all $(VENV)/.stamp-ray browser  ## run the whole test suite
+	$(PY) -m pytest -m "not ray"
+	@if [ "$$(id -u)" = 0 ] && [ -x $(OFFLINE_NETNS) ]; then \
+		$(OFFLINE_NETNS) $(PY) -m pytest -m ray; \
+	else echo "skipped the Ray tests: they need root and $(OFFLINE_NETNS)"; fi
 
 test-fast: $(VENV)/.stamp-all  ## the suite without network and slow tests
-	$(PY) -m pytest -m "not network and not slow"
+	$(PY) -m pytest -m "not network and not slow and not ray"
 
 train: $(VENV)/.stamp-all  ## train, export and evaluate the default recipe into models/mnist-vae
 	$(PY) -m training all
@@ -81,7 +108,7 @@ bench: $(VENV)/.stamp-all  ## run the benchmark harness (writes benchmarks/resul
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --generate-hashes \
 	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS)
 LOCKS := requirements/dev.txt requirements/service.txt requirements/train.txt \
-	requirements/gpu.txt requirements/gpu-cuda12.txt
+	requirements/gpu.txt requirements/gpu-cuda12.txt requirements/ray.txt
 
 $(BIN)/pip-compile: | $(PY)
 	$(PY) -m pip install --quiet 'pip-tools==$(PIP_TOOLS_VERSION)'
@@ -90,6 +117,7 @@ lock: $(BIN)/pip-compile  ## re-resolve the locks in requirements/ from pyprojec
 	$(PIP_COMPILE) --extra service --extra training --extra dev -o requirements/dev.txt pyproject.toml
 	$(PIP_COMPILE) --extra service -c requirements/dev.txt -o requirements/service.txt pyproject.toml
 	$(PIP_COMPILE) --extra training -c requirements/dev.txt -o requirements/train.txt pyproject.toml
+	$(PIP_COMPILE) --extra ray -c requirements/dev.txt -o requirements/ray.txt pyproject.toml
 	for gpu in gpu gpu-cuda12; do \
 		$(PIP_COMPILE) --extra gpu -c requirements/dev.txt -o requirements/$$gpu.txt \
 			pyproject.toml requirements/$$gpu.in || exit 1; \

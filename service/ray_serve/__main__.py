@@ -1,0 +1,138 @@
+"""`python -m service.ray_serve` (`make serve-ray NODES=n`): start a local Ray cluster of n nodes,
+deploy `deploy/ray/serve.yaml` on it with `serve deploy`, serve until Ctrl-C or SIGTERM, then
+shut Serve and every Ray process it started down.
+
+The config is the one an existing cluster gets, with only what a single machine needs changed
+(`local_config`): the listening address, one proxy (on the head; each node's proxy would want
+the same port), at least one replica per node, and the caller's VAE_* settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.config import ENV_PREFIX, available_cores
+from service.ray_serve.cluster import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"
+DEFAULT_MODEL_DIR = ROOT / "models" / "mnist-vae"
+
+
+def local_config(
+    config: dict[str, Any], host: str, port: int, min_replicas: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """`config` (a Serve deploy config) adapted to a cluster whose nodes share this machine."""
+    local = copy.deepcopy(config)
+    local["proxy_location"] = "HeadOnly"
+    local["http_options"] = {**local.get("http_options", {}), "host": host, "port": port}
+    settings = {key: value for key, value in env.items() if key.startswith(ENV_PREFIX)}
+    settings.setdefault(f"{ENV_PREFIX}MODEL_DIR", str(DEFAULT_MODEL_DIR))
+    for app in local["applications"]:
+        runtime_env = app.setdefault("runtime_env", {})
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **settings}
+        for deployment in app.get("deployments", []):
+            scaling = deployment.get("autoscaling_config")
+            if scaling is not None:
+                scaling["min_replicas"] = max(scaling.get("min_replicas", 1), min_replicas)
+                scaling["max_replicas"] = max(scaling.get("max_replicas", 1), min_replicas)
+    return local
+
+
+def _wait_running(app_names: list[str], timeout: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = serve.status().applications
+        states = {name: status[name].status if name in status else None for name in app_names}
+        if all(state == "RUNNING" for state in states.values()):
+            return
+        failed = [name for name, state in states.items() if state == "DEPLOY_FAILED"]
+        if failed:
+            raise RuntimeError(f"deploy failed: {status[failed[0]].message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"applications not running after {timeout:.0f} s: {states}")
+        time.sleep(0.5)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.ray_serve", description=__doc__)
+    parser.add_argument("--nodes", type=int, default=1, help="local Ray nodes (default 1)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--cpus-per-node",
+        type=int,
+        default=None,
+        help="CPUs each node offers (default: the machine's cores shared out, at least 1)",
+    )
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to come up")
+    args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error("--nodes must be at least 1")
+    cpus = args.cpus_per_node or max(1, available_cores() // args.nodes)
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+
+    log_dir = Path(tempfile.mkdtemp(prefix="vae-ray-"))
+    cluster = LocalCluster(nodes=args.nodes, cpus_per_node=cpus, log_dir=log_dir)
+    config = yaml.safe_load(args.config.read_text())
+    local = local_config(config, args.host, args.port, args.nodes, dict(os.environ))
+    deployed = log_dir / "serve.yaml"
+    deployed.write_text(yaml.safe_dump(local, sort_keys=False))
+    status = 0
+    try:
+        cluster.start(timeout=args.timeout)
+        _stop_on_signals(stop)  # again: connecting to Ray replaced the SIGTERM handler
+        if not stop.is_set():
+            serve_cli = str(Path(sys.executable).with_name("serve"))
+            subprocess.run(
+                [serve_cli, "deploy", str(deployed), "--address", cluster.dashboard_url],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            _wait_running([app["name"] for app in local["applications"]], args.timeout)
+            print(
+                f"serving on http://{args.host}:{args.port} from {args.nodes} Ray node(s) "
+                f"({cpus} CPU each); logs in {log_dir}; Ctrl-C to stop",
+                flush=True,
+            )
+            stop.wait()
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        print("stopping Serve and the Ray nodes", flush=True)
+        try:
+            from ray import serve
+
+            if cluster.processes:
+                serve.shutdown()
+        finally:
+            cluster.stop()
+        print("stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""`python -m service.ray_serve --nodes 2` (what `make serve-ray NODES=2` runs): a 2-node local
+Ray cluster serving the plain server's API, byte for byte, surviving a killed replica, and
+leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from service.ray_serve.cluster import DASHBOARD_PORT, HEAD_IP, node_ip
+from tests.e2e.conftest import REPO_ROOT, Server, free_port, start_server
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+NODES = 2
+UP_TIMEOUT_S = 240.0
+DASHBOARD = f"http://{HEAD_IP}:{DASHBOARD_PORT}"
+REPLICA_CLASS = "ServeReplica:vae:vae"
+
+
+@dataclass
+class RayServe:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServe]:
+    tmp = tmp_path_factory.mktemp("ray")
+    port = free_port()
+    log_path = tmp / "serve-ray.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.ray_serve", "--nodes", str(NODES), "--port", str(port)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "VAE_LOG_FORMAT": "json"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    served = RayServe(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while "serving on" not in served.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"serve-ray did not come up:\n{served.log()[-5000:]}")
+        time.sleep(0.5)
+    yield served
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+@pytest.fixture(scope="module")
+def plain(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(default_model_dir, tmp_path_factory.mktemp("plain"), workers=1)
+    yield server
+    server.stop()
+
+
+def alive_replicas() -> list[dict]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=DASHBOARD,
+        filters=[("class_name", "=", REPLICA_CLASS), ("state", "=", "ALIVE")],
+        raise_on_missing_output=False,
+    )
+    return [{"node_id": actor.node_id, "pid": actor.pid} for actor in actors]
+
+
+def test_replicas_run_on_both_nodes(ray_serve: RayServe) -> None:
+    from ray.util.state import list_nodes
+
+    nodes = {n.node_id: n.node_ip for n in list_nodes(address=DASHBOARD) if n.state == "ALIVE"}
+    assert sorted(nodes.values()) == [node_ip(i) for i in range(NODES)]
+    replicas = alive_replicas()
+    assert len(replicas) == NODES
+    assert {replica["node_id"] for replica in replicas} == set(nodes)
+
+
+SEEDED_REQUESTS: list[tuple[str, str, dict, dict]] = [
+    ("GET", "/model", {}, {}),
+    ("GET", "/healthz", {}, {}),
+    ("GET", "/openapi.json", {}, {}),
+    ("GET", "/docs", {}, {}),
+    ("POST", "/sample", {"json": {"n": 3, "seed": 7}}, {}),
+    ("POST", "/sample", {"json": {"n": 4, "seed": 7}}, {"Accept": "image/png"}),
+    ("POST", "/decode", {"json": {"z": [[0.1] * 30, [-0.5] * 30]}}, {}),
+    ("POST", "/interpolate", {"json": {"start_z": [1.0] * 30, "end_z": [-1.0] * 30}}, {}),
+    ("POST", "/encode", {"json": {"images": [[0.5] * 784], "seed": 3}}, {}),
+    ("POST", "/score", {"json": {"images": [[0.2] * 784], "seed": 3, "samples": 4}}, {}),
+    (
+        "POST",
+        "/encode",
+        {"content": np.full((2, 28, 28), 0.25, np.float32).tobytes(), "params": {"seed": 1}},
+        {"Content-Type": "application/octet-stream", "Accept": "application/x-npy"},
+    ),
+    ("GET", "/v2/models/mnist-vae-decoder", {}, {}),
+    (
+        "POST",
+        "/v2/models/mnist-vae-decoder/infer",
+        {
+            "json": {
+                "inputs": [{"name": "z", "shape": [1, 30], "datatype": "FP32", "data": [0.3] * 30}]
+            }
+        },
+        {},
+    ),
+    # errors come out the same way too
+    ("POST", "/decode", {"json": {"z": [[1e30] * 30]}}, {}),
+    ("POST", "/sample", {"json": {"n": 0}}, {}),
+    ("GET", "/nowhere", {}, {}),
+    ("POST", "/v2/models/nope/infer", {"json": {"inputs": []}}, {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers"), SEEDED_REQUESTS)
+def test_every_route_answers_as_the_plain_server(
+    ray_serve: RayServe, plain: Server, method: str, path: str, body: dict, headers: dict
+) -> None:
+    ours = httpx.request(method, ray_serve.base_url + path, headers=headers, timeout=30, **body)
+    theirs = httpx.request(method, plain.base_url + path, headers=headers, timeout=30, **body)
+    assert ours.status_code == theirs.status_code, ours.text[:300]
+    assert ours.headers.get("content-type") == theirs.headers.get("content-type")
+    assert ours.content == theirs.content
+
+
+def test_a_killed_replica_is_replaced_under_load(ray_serve: RayServe) -> None:
+    body = {"images": [[0.5] * 784], "seed": 1}
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=ray_serve.base_url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    outcomes.append(client.post("/encode", json=body).status_code)
+                except httpx.TransportError:
+                    outcomes.append(0)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2)
+        victim = alive_replicas()[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed_at = len(outcomes)
+        deadline = time.monotonic() + 120
+        while True:  # Serve notices the dead actor and starts a replacement
+            replicas = alive_replicas()
+            pids = {replica["pid"] for replica in replicas}
+            if len(replicas) == NODES and victim["pid"] not in pids:
+                break
+            assert time.monotonic() < deadline, f"no replacement replica: {replicas}"
+            time.sleep(1)
+        recovered_at = len(outcomes)
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    after = outcomes[recovered_at:]
+    failed = [status for status in outcomes if status != 200]
+    print(
+        f"\nreplica kill: {len(outcomes)} requests, {len(failed)} failed "
+        f"({sorted(set(failed))}); {recovered_at - killed_at} during the replacement"
+    )
+    assert after, "no request was sent after the replacement"
+    assert all(status == 200 for status in after)
+    assert len(failed) <= recovered_at - killed_at + 8  # only those caught by the kill
+
+
+def test_sigterm_stops_serve_and_every_ray_process(ray_serve: RayServe) -> None:
+    ray_serve.process.send_signal(signal.SIGTERM)
+    assert ray_serve.process.wait(90) == 0, ray_serve.log()[-3000:]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{ray_serve.base_url}/healthz", timeout=5)
+    node_addresses = [node_ip(i) for i in range(NODES)]
+    leftover = [
+        line
+        for line in subprocess.run(
+            ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if any(re.search(rf"\b{re.escape(ip)}\b", line) for ip in node_addresses)
+    ]
+    assert leftover == []
