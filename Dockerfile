@@ -76,6 +76,26 @@ CMD ["vae-serve"]
 # cuRAND and cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes
 # from the NVIDIA container toolkit. requirements/gpu.txt is built for CUDA 13 (driver 580 or
 # newer); GPU_LOCK=requirements/gpu-cuda12.txt for an older driver (525 or newer).
+# Ray Serve (`docker build --target service-ray`): the `ray` extra beside the service, for KubeRay's
+# RayService (deploy/ray/rayservice.yaml) or `serve deploy deploy/ray/serve.yaml` on a cluster of
+# these images. Alone, it starts a one-node Ray cluster and serves on port 8000.
+FROM build-base AS deps-ray
+COPY requirements/ray.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/ray.txt \
+    && pip uninstall --yes --quiet pip setuptools
+
+FROM runtime-base AS service-ray
+COPY --from=deps-ray /opt/venv /opt/venv
+COPY --from=build-app /opt/app/opt/venv /opt/venv
+RUN ["python", "-c", "import ray.serve, onnxruntime, service.ray_serve.app"]
+COPY models/mnist-vae /app/models/mnist-vae
+COPY deploy/ray/serve.yaml /app/deploy/ray/serve.yaml
+# Ray writes its session files under /tmp and the user's home.
+ENV RAY_USAGE_STATS_ENABLED=0 \
+    HOME=/tmp
+USER 10001:10001
+CMD ["python", "-m", "service.ray_serve", "--host", "0.0.0.0", "--config", "/app/deploy/ray/serve.yaml"]
+
 FROM build-base AS deps-gpu
 ARG GPU_LOCK=requirements/gpu.txt
 COPY requirements/gpu.txt requirements/gpu-cuda12.txt ./requirements/

@@ -18,9 +18,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
-# Variants: our service (micro-batching on and off) and the naive baseline.
+# Variants: our service (micro-batching on and off), the naive baseline, and our app behind
+# Ray Serve on a local cluster of 1 or 2 nodes, one replica each (`make install-ray`; Ray must
+# run in a loopback-only namespace here: `../shared/tools/offline-netns.sh python -m benchmarks`).
 OURS, OURS_NO_BATCHING, NAIVE = "ours", "ours-nobatch", "naive"
-VARIANTS = (OURS, OURS_NO_BATCHING, NAIVE)
+RAY_NODES = {"ray-1": 1, "ray-2": 2}
+VARIANTS = (OURS, OURS_NO_BATCHING, NAIVE, *RAY_NODES)
 
 
 class ServerError(RuntimeError):
@@ -71,6 +74,11 @@ def server_spec(
     if variant == OURS_NO_BATCHING:
         env["VAE_BATCHING"] = "false"
     env |= extra_env or {}
+    if variant in RAY_NODES:  # the replicas get the VAE_* settings; host and port are Serve's
+        nodes = RAY_NODES[variant]
+        command = [*pin, sys.executable, "-m", "service.ray_serve", "--nodes", str(nodes)]
+        command += ["--host", HOST, "--port", str(port)]
+        return ServerSpec(variant, command, env, "/readyz", nodes)
     return ServerSpec(variant, [*pin, sys.executable, "-m", "service"], env, "/readyz", workers)
 
 
