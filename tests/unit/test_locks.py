@@ -22,6 +22,7 @@ LOCKS = {
     "train.txt": (("training",), ()),
     "gpu.txt": (("gpu",), ("gpu.in",)),
     "gpu-cuda12.txt": (("gpu",), ("gpu-cuda12.in",)),
+    "ray.txt": (("ray",), ()),
 }
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
@@ -110,12 +111,14 @@ def test_subset_of_dev_lock_at_the_same_versions(locks, lock: str) -> None:
         assert pin == dev[name], f"{name}: {lock} has {pin[0]}, dev.txt has {dev[name][0]}"
 
 
-@pytest.mark.parametrize("lock", ["gpu.txt", "gpu-cuda12.txt"])
-def test_gpu_lock_shares_the_dev_lock_versions(locks, lock: str) -> None:
+@pytest.mark.parametrize("lock", ["gpu.txt", "gpu-cuda12.txt", "ray.txt"])
+def test_lock_installed_beside_dev_shares_its_versions(locks, lock: str) -> None:
+    """gpu*.txt replace dev.txt's onnxruntime; ray.txt goes on top of dev.txt (make install-ray)."""
     dev = locks["dev.txt"]
     for name in set(locks[lock]) & set(dev):
         assert locks[lock][name] == dev[name], f"{name}: {lock} and dev.txt differ"
-    assert "onnxruntime" not in locks[lock], f"{lock} mixes onnxruntime with onnxruntime-gpu"
+    if lock.startswith("gpu"):
+        assert "onnxruntime" not in locks[lock], f"{lock} mixes onnxruntime with onnxruntime-gpu"
 
 
 def test_service_lock_has_no_training_packages(locks) -> None:
