@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import struct
 import sys
 import urllib.error
@@ -159,6 +160,16 @@ def run(client: Client) -> None:
         print("ok  bad input is a 4xx; the API key from the environment is enforced")
     else:
         print("ok  bad input is a 4xx")
+
+    # The page's files are package data: a 404 here means the image's install left them out.
+    status, ctype, page = client.request("GET", "/explorer", accept="text/html", with_key=False)
+    check(status == 200 and ctype.startswith("text/html"), f"/explorer: {status} {ctype}")
+    assets = re.findall(r'(?:src|href)="(/explorer/assets/[^"]+)"', page.decode())
+    check(len(assets) >= 2, "/explorer: the page names none of its assets")
+    for asset in assets:
+        status, _, _ = client.request("GET", asset, accept="*/*", with_key=False)
+        check(status == 200, f"{asset}: status {status}")
+    print(f"ok  /explorer and its {len(assets)} assets, without the API key")
 
     status, ctype, metrics = client.request("GET", "/metrics", accept="text/plain")
     check(status == 200 and b"# TYPE" in metrics, f"/metrics: status {status}, not Prometheus")

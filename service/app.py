@@ -23,6 +23,7 @@ from service.api.middleware import BodyLimit, RequestObserver
 from service.api.oip.routes import INFER_ROUTES, add_oip_routes, document_models
 from service.api.openapi import install_openapi
 from service.api.routes.docs import install_docs
+from service.api.routes.explorer import EXPLORER_PATH, install_explorer
 from service.api.routes.inference import add_inference_routes, document_model_names
 from service.api.routes.operations import (
     add_health_routes,
@@ -45,13 +46,16 @@ log = logging.getLogger("service")
 # performance section has the measured effect).
 GC_GEN0_THRESHOLD = 10_000
 
-DESCRIPTION = """A variational autoencoder on MNIST, served with ONNX Runtime.
+DESCRIPTION = f"""A variational autoencoder on MNIST, served with ONNX Runtime.
+
+[Latent explorer]({EXPLORER_PATH}): draw a digit and see its reconstruction, latent means and
+anomaly score; move the most informative latent dimensions, sample and interpolate.
 
 Images are grayscale in [0, 1] of the model's shape H x W (`GET /model`; 28x28 for the default
 MNIST model, white digit on black). In JSON an image is a flat list of H*W numbers, a nested
 HxW list, or a base64 PNG string. `d` is the model's latent dimension (`GET /model`). Heavy
 clients can send `application/x-npy` bodies and ask for `Accept: application/x-npy` answers.
-Errors are JSON: `{"error": {"code", "message", "field"}}`.
+Errors are JSON: `{{"error": {{"code", "message", "field"}}}}`.
 """
 
 
@@ -141,6 +145,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         protected=protected,
     )
     install_docs(app)
+    install_explorer(app)
     add_probe_head_routes(app.router)
 
     def latent_dim() -> int | None:

@@ -179,8 +179,9 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         None,
-        description="When set, every route except `/healthz`, `/readyz`, `/metrics` and the "
-        "docs needs it as `X-API-Key: <key>` or `Authorization: Bearer <key>`.",
+        description="When set, every route except `/healthz`, `/readyz`, `/metrics`, the "
+        "docs and the `/explorer` page (which asks for the key) needs it as "
+        "`X-API-Key: <key>` or `Authorization: Bearer <key>`.",
     )
     cors_origins: str = Field(
         "", description="Comma list of origins allowed by CORS (empty: CORS off)."
