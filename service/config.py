@@ -132,15 +132,6 @@ class Settings(BaseSettings):
         "`VAE_RETRY_AFTER` has passed. Probes, `/metrics`, `/model` and the docs are never "
         "refused (0 = no bound).",
     )
-    max_bytes_in_flight: int = Field(
-        4 * 2**20,
-        ge=0,
-        description="Most request body bytes (as declared by `Content-Length`) the requests "
-        "held under `VAE_MAX_IN_FLIGHT` may add up to in one worker; a request that would go "
-        "past it is refused the same way, unless no other is in progress. Large bodies take "
-        "long to serve, so this keeps their latency low where 128 of them would queue for "
-        "seconds (0 = no bound).",
-    )
     max_queued_rows: int = Field(
         DEFAULT_BATCHING_OPTIONS.max_queued_rows,
         ge=0,

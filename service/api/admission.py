@@ -1,12 +1,8 @@
 """Admission control for the model routes (pure ASGI, from the request's headers alone).
 
-- A bound on the requests one worker holds at once, and on their declared body bytes: one
-  more is answered 503 `overloaded` with `Retry-After` straight away, before its body is read
-  or parsed, so a refusal costs no parsing and no inference (the server's own request cycle
-  remains). The bytes bound keeps admitted latency low when bodies are large: by Little's law
-  a request waits (requests held) / (requests served per second), and 128 requests of 64
-  images each take over half a second to serve on one core; a single request is always
-  admitted when none is held, whatever its size.
+- A bound on the requests one worker holds at once: one more is answered 503 `overloaded`
+  with `Retry-After` straight away, before its body is read or parsed, so a refusal costs no
+  parsing and no inference (the server's own request cycle remains).
 - A deadline for each admitted request's inference (`INFERENCE_DEADLINE`, read by the
   runtime where inference is awaited): past it, 504 `timeout` and no compute.
 
@@ -76,16 +72,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
 MALLOC_TRIM = _malloc_trim()
 
 
-def body_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
-    """The bytes a request's body counts for in the bound: its declared length (0 when it
-    declares none: a chunked body is bounded by the body limit alone)."""
-    declared, _ = declared_body(headers)
-    return declared if declared is not None and declared > 0 else 0
-
-
 class AdmissionGate:
-    """One worker's bound: `max_in_flight` requests to `routes` at once, holding at most
-    `max_bytes_in_flight` declared body bytes unless it is the only one (0: no bound).
+    """One worker's bound: `max_in_flight` (0: no bound) requests to `routes` at once.
 
     `early_answer` is the server's `EarlyAnswerHook`: the refusal of a request over the bound,
     counted and logged as the middleware would, or None for every request it leaves to the
@@ -98,7 +86,6 @@ class AdmissionGate:
         *,
         routes: Iterable[str],
         max_in_flight: int,
-        max_bytes_in_flight: int,
         max_body_bytes: int,
         retry_after: int,
         metrics: Metrics,
@@ -106,10 +93,8 @@ class AdmissionGate:
         cors: bool,
     ) -> None:
         self.max_in_flight = max_in_flight or sys.maxsize
-        self.max_bytes_in_flight = max_bytes_in_flight or sys.maxsize
         self.max_body_bytes = max_body_bytes
         self.in_flight = 0
-        self.bytes_in_flight = 0
         self.metrics = metrics
         self.access_log = access_log
         self.cors = cors
@@ -156,29 +141,11 @@ class AdmissionGate:
         """The headers and body of the 503 `overloaded` answer on `route`."""
         return self._refusals[route]
 
-    def admits(self, body_bytes: int) -> bool:
-        """Whether a request declaring `body_bytes` fits beside those in progress."""
-        return self.in_flight < self.max_in_flight and (
-            not self.in_flight or self.bytes_in_flight + body_bytes <= self.max_bytes_in_flight
-        )
-
-    def acquire(self, body_bytes: int) -> None:
-        self.in_flight += 1
-        self.bytes_in_flight += body_bytes
-
-    def release(self, body_bytes: int) -> None:
-        """An admitted request has finished: its slot goes to the newest held connection."""
-        self.in_flight -= 1
-        self.bytes_in_flight -= body_bytes
-        self._wake()
-
     def early_answer(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], held_out: bool
     ) -> EarlyAnswer | None:
-        if method != b"POST":
-            return None
-        full = not self.admits(body_length(headers)) if self.in_flight else False
-        if not (full or (held_out and self._waiting)):
+        full = self.in_flight >= self.max_in_flight
+        if method != b"POST" or not (full or (held_out and self._waiting)):
             return None
         started = time.perf_counter()
         raw_path = target.partition(b"?")[0]
@@ -221,13 +188,16 @@ class AdmissionGate:
         key = self._next_key
         self._next_key += 1
         self._waiting[key] = resume
-        if not self.in_flight:
-            # Every request finished while the refused request's body was still arriving:
-            # no release will come to wake this connection, so it goes on at once. (While one
-            # is in progress its release wakes the newest; waking here too could cycle a held
-            # connection through refusals while the bytes bound stays full.)
+        if self.in_flight < self.max_in_flight:
+            # A slot freed while the refused request's body was still arriving: nothing will
+            # wake this connection, so it goes on at once.
             self._wake()
         return lambda: self._waiting.pop(key, None) and None
+
+    def release(self) -> None:
+        """An admitted request has finished: its slot goes to the newest held connection."""
+        self.in_flight -= 1
+        self._wake()
 
     def _wake(self) -> bool:
         """Resume the newest held connection still open; False when none is left."""
@@ -257,13 +227,12 @@ class Admission:
             await self.app(scope, receive, send)
             return
         gate = self.gate
-        body_bytes = body_length(scope["headers"])
-        if not gate.admits(body_bytes):
+        if gate.in_flight >= gate.max_in_flight:
             await self._shed(scope, send, route)
             return
-        gate.acquire(body_bytes)
-        if gate.in_flight > self._peak:
-            self._peak = gate.in_flight
+        in_flight = gate.in_flight = gate.in_flight + 1
+        if in_flight > self._peak:
+            self._peak = in_flight
         token = None
         if self.request_timeout:
             deadline = asyncio.get_running_loop().time() + self.request_timeout
@@ -271,7 +240,7 @@ class Admission:
         try:
             await self.app(scope, receive, send)
         finally:
-            gate.release(body_bytes)
+            gate.release()
             if token is not None:
                 INFERENCE_DEADLINE.reset(token)
             if not gate.in_flight and self._peak >= self._trim_after and not self._trim_pending:

@@ -20,7 +20,6 @@ def gate(max_in_flight: int = 1, *, cors: bool = False, retry_after: int = 3) ->
     return AdmissionGate(
         routes=ROUTES,
         max_in_flight=max_in_flight,
-        max_bytes_in_flight=100,
         max_body_bytes=1000,
         retry_after=retry_after,
         metrics=Metrics(),
@@ -117,13 +116,13 @@ def test_each_freed_slot_resumes_the_newest_held_connection_still_open():
     for name in ("first", "second"):
         hold(g, resumed, name)
     hold(g, resumed, "closed", alive=False)
-    g.release(0)
+    g.release()
     assert resumed == ["second"]  # the closed one was skipped
     g.in_flight += 1
-    g.release(0)
+    g.release()
     assert resumed == ["second", "first"]
     g.in_flight += 1
-    g.release(0)  # nobody left: nothing to resume
+    g.release()  # nobody left: nothing to resume
     assert resumed == ["second", "first"]
 
 
@@ -169,7 +168,7 @@ def test_withdrawn_connections_are_not_kept():
     resumed: list[str] = []
     for i in range(1000):
         hold(g, resumed, f"c{i}")()  # each withdraws at once, as a hold that ends by itself
-    g.release(0)  # nothing to resume: every connection withdrew
+    g.release()  # nothing to resume: every connection withdrew
     assert resumed == []
 
 
@@ -178,43 +177,7 @@ def test_a_connection_held_after_a_slot_freed_goes_on_at_once():
     answer = g.early_answer(b"POST", b"/encode", SIZED, False)
     assert answer is not None
     assert answer.wait is not None
-    g.release(0)  # the slot frees while the refused request's body still arrives
+    g.release()  # the slot frees while the refused request's body still arrives
     resumed: list[str] = []
     answer.wait(lambda: resumed.append("at once") is None)
     assert resumed == ["at once"]
-
-
-def sized(n: int) -> list[tuple[bytes, bytes]]:
-    return [(b"content-length", str(n).encode())]
-
-
-def test_a_request_whose_body_would_pass_the_bytes_bound_is_refused_early():
-    g = gate(max_in_flight=10)  # the bytes bound (100) binds first
-    g.acquire(90)
-    refused = g.early_answer(b"POST", b"/encode", sized(11), False)
-    assert refused is not None
-    assert refused.status == 503
-    assert g.early_answer(b"POST", b"/encode", sized(10), False) is None  # fits exactly
-    g.release(90)
-    assert (g.in_flight, g.bytes_in_flight) == (0, 0)
-
-
-def test_a_request_alone_is_admitted_whatever_its_size_within_the_body_limit():
-    g = gate(max_in_flight=10)
-    assert g.admits(1000)
-    assert g.early_answer(b"POST", b"/encode", sized(1000), False) is None
-    g.acquire(1000)
-    assert not g.admits(1)
-
-
-def test_a_connection_refused_for_bytes_waits_for_a_release_instead_of_cycling():
-    g = gate(max_in_flight=10)
-    g.acquire(95)
-    resumed: list[str] = []
-    answer = g.early_answer(b"POST", b"/encode", sized(50), False)
-    assert answer is not None
-    assert answer.wait is not None
-    answer.wait(lambda: resumed.append("held") is None)
-    assert resumed == []  # not resumed while the request in progress holds the bytes
-    g.release(95)
-    assert resumed == ["held"]
