@@ -434,7 +434,8 @@ def test_the_servers_error_message_is_shown(visit, mnist_server):
     status = page.inner_text("#status")
     assert f"temperature: {message}" in status
     assert "422" in status
-    assert orjson.loads(v.requests[-1].post_data or "{}") == body  # what was refused
+    sent = [r for r in v.requests if r.url.endswith("/sample")]
+    assert orjson.loads(sent[-1].post_data or "{}") == body  # what was refused
     v.assert_clean(failed_statuses=frozenset({422}))
 
 

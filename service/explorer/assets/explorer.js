@@ -340,8 +340,9 @@ function drawingAsInput() {
   return greyLevels(shifted);
 }
 
-const analyse = latestOnly("draw", async (image) => {
-  const cleared = state.cleared;
+// `cleared` is the drawing's generation when the input was taken: an input queued before a
+// Clear must not show its answers after it.
+const analyse = latestOnly("draw", async (image, cleared) => {
   const images = [image];
   const [encoded, scored] = await Promise.all([
     call("/encode", { images, seed: SEED }, "draw"),
@@ -361,7 +362,7 @@ const analyse = latestOnly("draw", async (image) => {
 function inputChanged(image) {
   state.input = image;
   renderDigit($("input"), image);
-  analyse(image);
+  analyse(image, state.cleared);
 }
 
 let stroke = null; // the last point of the stroke under way
