@@ -7,7 +7,7 @@ per kind of process (the plain worker; Serve's proxy, the replica, the controlle
 daemons), and requests per second. Needs `make install-ray`; Ray must run in a loopback-only
 namespace on this machine:
 
-    ../shared/tools/offline-netns.sh .venv/bin/python -m benchmarks.ray_cpu
+    scripts/offline-netns.sh .venv/bin/python -m benchmarks.ray_cpu
 """
 
 from __future__ import annotations

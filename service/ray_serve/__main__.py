@@ -18,13 +18,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from service.config import ENV_PREFIX, available_cores
-from service.ray_serve.cluster import LocalCluster
+from service.ray_serve.cluster import ClusterError, LocalCluster
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"
@@ -51,26 +55,46 @@ def local_config(
     return local
 
 
-def _wait_running(app_names: list[str], timeout: float) -> None:
+def _wait_serving(
+    app_names: list[str], ready_url: str, timeout: float, stop: threading.Event
+) -> None:
+    """Until every application is RUNNING and the proxy answers `ready_url` with 200."""
     from ray import serve
 
     deadline = time.monotonic() + timeout
     while True:
         status = serve.status().applications
         states = {name: status[name].status if name in status else None for name in app_names}
-        if all(state == "RUNNING" for state in states.values()):
-            return
         failed = [name for name, state in states.items() if state == "DEPLOY_FAILED"]
         if failed:
-            raise RuntimeError(f"deploy failed: {status[failed[0]].message}")
+            raise ClusterError(f"deploy failed: {status[failed[0]].message}")
+        if all(state == "RUNNING" for state in states.values()) and _ok(ready_url):
+            return
+        if stop.is_set():
+            raise ClusterError("stopped while starting")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"applications not running after {timeout:.0f} s: {states}")
+            raise ClusterError(
+                f"not serving {ready_url} after {timeout:.0f} s (applications: {states})"
+            )
         time.sleep(0.5)
 
 
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a proxy listening on `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes must be at least 1")
     cpus = args.cpus_per_node or max(1, available_cores() // args.nodes)
 
-    stop = threading.Event()
-    _stop_on_signals(stop)
-
     log_dir = Path(tempfile.mkdtemp(prefix="vae-ray-"))
     cluster = LocalCluster(nodes=args.nodes, cpus_per_node=cpus, log_dir=log_dir)
+    stop = cluster.stop_requested
+    _stop_on_signals(stop)
     config = yaml.safe_load(args.config.read_text())
     local = local_config(config, args.host, args.port, args.nodes, dict(os.environ))
     deployed = log_dir / "serve.yaml"
@@ -111,22 +134,27 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            _wait_running([app["name"] for app in local["applications"]], args.timeout)
+            ready_url = f"http://{_client_host(args.host)}:{args.port}/readyz"
+            names = [app["name"] for app in local["applications"]]
+            _wait_serving(names, ready_url, args.timeout, stop)
             print(
                 f"serving on http://{args.host}:{args.port} from {args.nodes} Ray node(s) "
                 f"({cpus} CPU each); logs in {log_dir}; Ctrl-C to stop",
                 flush=True,
             )
             stop.wait()
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+    except (ClusterError, subprocess.CalledProcessError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 1
     finally:
         print("stopping Serve and the Ray nodes", flush=True)
         try:
+            import ray
             from ray import serve
 
-            if cluster.processes:
+            # Only through our own connection: without one, Serve would connect to (or
+            # start) whatever cluster it finds.
+            if ray.is_initialized():
                 serve.shutdown()
         finally:
             cluster.stop()

@@ -1,7 +1,7 @@
 """Ray tests: a real 2-node local cluster (`python -m service.ray_serve --nodes 2`).
 
 They run only in a loopback-only network namespace (Ray probes cloud metadata and phones home
-when it starts): `make test` runs them under ../shared/tools/offline-netns.sh; anywhere else
+when it starts): `make test` runs them under scripts/offline-netns.sh; anywhere else
 they are skipped with the reason.
 """
 
