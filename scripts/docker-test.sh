@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Container test (`make docker-test`): validate the compose file for every profile, build the
 # service image, start it with docker compose, wait for its health check, drive every route
-# from the host, check that it runs as non-root, serve a mounted model directory, tear down.
+# from the host, check that it runs as non-root, serve a mounted model directory; build the
+# Ray Serve image and serve from it with no network but loopback (Ray probes cloud metadata
+# when it starts), then stop it with SIGTERM; tear down.
 # Any failure exits non-zero, after printing the container logs.
 #
 # Overrides: VAE_DOCKER_TEST_PORT (host port, default: a free one), VAE_DOCKER_TEST_PROJECT
@@ -14,6 +16,7 @@ PROJECT=${VAE_DOCKER_TEST_PROJECT:-vae-docker-test}
 PORT=${VAE_DOCKER_TEST_PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 API_KEY="docker-test-$RANDOM$RANDOM"
 MOUNTED=vae-docker-test-mounted-$$
+RAY=vae-docker-test-ray-$$
 IMAGE=vae-service:latest
 
 # Settings reach the container from the environment, as users set them.
@@ -30,7 +33,8 @@ teardown() {
         "${compose[@]}" logs --no-color --tail 200 >&2 || true
         docker logs --tail 100 "$MOUNTED" 2>&1 | sed 's/^/mounted | /' >&2 || true
     fi
-    docker rm --force "$MOUNTED" >/dev/null 2>&1 || true
+    if [[ $rc -ne 0 ]]; then docker logs --tail 50 "$RAY" 2>&1 | sed 's/^/ray | /' >&2 || true; fi
+    docker rm --force "$MOUNTED" "$RAY" >/dev/null 2>&1 || true
     "${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true
     exit "$rc"
 }
@@ -81,5 +85,31 @@ with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/model", timeout=10)
     manifest = json.load(resp)["manifest"]
 print(f"ok  /models/custom served: {manifest['name']} {manifest['version']}")
 EOF
+
+log "the Ray Serve image (--target service-ray): serve, answer, stop on SIGTERM"
+docker build --quiet --target service-ray --tag vae-service-ray:latest . >/dev/null
+docker run --detach --name "$RAY" --network none --shm-size 512m vae-service-ray:latest >/dev/null
+for _ in $(seq 1 90); do
+    ray_logs=$(docker logs "$RAY" 2>&1)
+    grep -q '^serving on ' <<<"$ray_logs" && break
+    [[ $(docker inspect --format '{{.State.Running}}' "$RAY") == true ]] || break
+    sleep 2
+done
+docker exec "$RAY" python - <<'EOF'
+import json, urllib.request
+base = "http://127.0.0.1:8000"
+with urllib.request.urlopen(base + "/readyz", timeout=10) as resp:
+    assert resp.status == 200, resp.status
+request = urllib.request.Request(
+    base + "/sample", data=b'{"n": 2, "seed": 0}', headers={"Content-Type": "application/json"}
+)
+with urllib.request.urlopen(request, timeout=30) as resp:
+    assert len(json.load(resp)["images"]) == 2
+print("ok  Ray Serve image: /readyz and /sample")
+EOF
+docker stop --time 60 "$RAY" >/dev/null
+ray_exit=$(docker inspect --format '{{.State.ExitCode}}' "$RAY")
+[[ $ray_exit == 0 ]] || { echo "the Ray Serve container exited $ray_exit after SIGTERM" >&2; exit 1; }
+echo "ok  stopped with exit 0"
 
 log "docker-test passed"
