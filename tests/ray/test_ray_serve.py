@@ -98,9 +98,21 @@ def test_replicas_run_on_both_nodes(ray_serve: RayServe) -> None:
     assert {replica["node_id"] for replica in replicas} == set(nodes)
 
 
+# Every route but /metrics, whose counts differ by design (each server counts its own requests).
 SEEDED_REQUESTS: list[tuple[str, str, dict, dict]] = [
     ("GET", "/model", {}, {}),
     ("GET", "/healthz", {}, {}),
+    ("GET", "/readyz", {}, {}),
+    ("GET", "/explorer", {}, {}),
+    ("GET", "/explorer/assets/explorer.js", {}, {}),
+    ("GET", "/docs/assets/swagger-ui.css", {}, {}),
+    ("POST", "/models/mnist-vae/sample", {"json": {"n": 2, "seed": 5}}, {}),
+    ("GET", "/v2", {}, {}),
+    ("GET", "/v2/health/live", {}, {}),
+    ("GET", "/v2/health/ready", {}, {}),
+    ("GET", "/v2/models/mnist-vae-encoder/ready", {}, {}),
+    ("GET", "/v2/models/mnist-vae-encoder/config", {}, {}),
+    ("POST", "/v2/repository/index", {"json": {}}, {}),
     ("GET", "/openapi.json", {}, {}),
     ("GET", "/docs", {}, {}),
     ("POST", "/sample", {"json": {"n": 3, "seed": 7}}, {}),
