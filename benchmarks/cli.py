@@ -386,9 +386,14 @@ def worker_rss_mb(root: int) -> float:
 
 
 def start_probe(
-    args: argparse.Namespace, server: RunningServer, scenario: Scenario, body: Path, clients: int
+    args: argparse.Namespace,
+    server: RunningServer,
+    scenario: Scenario | None,
+    body: Path | None,
+    clients: int,
 ) -> subprocess.Popen:
-    """`benchmarks.probe` for the flood's duration, on the load generator's core."""
+    """`benchmarks.probe` for the flood's duration, on the load generator's core: the sample
+    clients (with `scenario` and `body`, no health probes), or the health probes alone."""
     command = [
         sys.executable,
         "-m",
@@ -397,9 +402,10 @@ def start_probe(
         server.base_url.rsplit(":", 1)[1],
     ]
     command += ["--duration", str(args.duration), "--ramp", str(OVERLOAD_RAMP_S)]
-    command += ["--path", scenario.path]
-    command += ["--body-file", str(body), "--content-type", scenario.content_type]
-    command += ["--accept", scenario.accept, "--clients", str(clients)]
+    if scenario is not None and body is not None:
+        command += ["--path", scenario.path, "--no-health"]
+        command += ["--body-file", str(body), "--content-type", scenario.content_type]
+        command += ["--accept", scenario.accept, "--clients", str(clients)]
     if args.pinned:
         command = ["taskset", "-c", str(LOAD_CPU), *command]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
@@ -428,7 +434,7 @@ def overload_run(
         return out
     load = load_for(server, scenario, body_files)
     name = f"{variant}-{overload.name}"
-    probe: subprocess.Popen | None = None
+    probes: list[subprocess.Popen] = []
     try:
         out["reference"] = measure(
             args,
@@ -443,10 +449,17 @@ def overload_run(
         out["rss_mb"]["idle"] = worker_rss_mb(server.pid)
         # A tenth of the connections are the sample clients: enough 200s for a p99.
         clients = max(1, c // SAMPLE_SHARE)
-        probe = start_probe(args, server, scenario, body_files[scenario.body], clients)
-        assert probe.stdout is not None
-        if probe.stdout.readline().strip() != "READY":  # its clients are connected
-            raise WrkError("the probe did not start")
+        # Two processes: under the flood the sample clients' own event loop lags by up to a
+        # second (hundreds of large bodies to send), and a health probe timed in it measured
+        # that lag, not the server's (README, overload section).
+        probes = [
+            start_probe(args, server, scenario, body_files[scenario.body], clients),
+            start_probe(args, server, None, None, 0),
+        ]
+        for probe in probes:
+            assert probe.stdout is not None
+            if probe.stdout.readline().strip() != "READY":  # its clients are connected
+                raise WrkError("the probe did not start")
         flood = dataclasses.replace(load, count_statuses=True)
         cpu = LOAD_CPU if args.pinned else None
         with MemorySampler(server.pid) as sampler:
@@ -459,9 +472,15 @@ def overload_run(
                 cpu,
                 raw_dir / f"{name}-c{c}.txt",
             )
-        probe_out, _ = probe.communicate(timeout=args.duration + 60)
+        outputs = [probe.communicate(timeout=args.duration + 60)[0] for probe in probes]
         out["result"] = result.to_dict()
-        out["probe"] = json.loads(probe_out) if probe.returncode == 0 else None
+        if all(probe.returncode == 0 for probe in probes):
+            sample, health = (json.loads(output) for output in outputs)
+            out["probe"] = {
+                **health,
+                "sample": sample["sample"],
+                "loop_lag": {"sample": sample["loop_lag"], "health": health["loop_lag"]},
+            }
         out["rss_mb"]["during"] = round(sampler.peak.max_process / 2**20, 1)
         # Idle again, then the time a quiet worker gets to hand memory back.
         wait_until_idle(server.pid)
@@ -470,9 +489,10 @@ def overload_run(
     except (WrkError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
         out["error"] = str(exc)
     finally:
-        if probe is not None and probe.poll() is None:
-            probe.kill()
-            probe.wait()
+        for probe in probes:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
     server.check_alive()
     return out
 
