@@ -1,6 +1,7 @@
 # Images of the VAE project (pick one with --target; compose does it for you):
 #   service      CPU inference service with the committed default model (also the last stage)
 #   service-gpu  the same on onnxruntime-gpu with CUDA/cuDNN from PyPI (needs the NVIDIA container toolkit)
+#   service-ray  the service with Ray Serve (the `ray` extra), for KubeRay or `serve deploy`
 #   train        trains, exports and evaluates a model into /models (CPU torch from TORCH_INDEX_URL)
 # Every image runs as the unprivileged user `vae` (UID 10001). Build with BuildKit (the default of
 # current Docker and of `docker compose build`) so that building one target skips the others.
@@ -72,13 +73,9 @@ USER 10001:10001
 CMD ["vae-serve"]
 
 # ---------------------------------------------------------------------------------------------
-# onnxruntime-gpu's `cuda` and `cudnn` extras (in the lock) bring the CUDA runtime, cuBLAS, cuFFT,
-# cuRAND and cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes
-# from the NVIDIA container toolkit. requirements/gpu.txt is built for CUDA 13 (driver 580 or
-# newer); GPU_LOCK=requirements/gpu-cuda12.txt for an older driver (525 or newer).
 # Ray Serve (`docker build --target service-ray`): the `ray` extra beside the service, for KubeRay's
 # RayService (deploy/ray/rayservice.yaml) or `serve deploy deploy/ray/serve.yaml` on a cluster of
-# these images. Alone, it starts a one-node Ray cluster and serves on port 8000.
+# these images. Alone, it starts a one-node Ray cluster and serves on VAE_HOST:VAE_PORT.
 FROM build-base AS deps-ray
 COPY requirements/ray.txt ./requirements/
 RUN pip install --no-cache-dir --require-hashes -r requirements/ray.txt \
@@ -94,8 +91,13 @@ COPY deploy/ray/serve.yaml /app/deploy/ray/serve.yaml
 ENV RAY_USAGE_STATS_ENABLED=0 \
     HOME=/tmp
 USER 10001:10001
-CMD ["python", "-m", "service.ray_serve", "--host", "0.0.0.0", "--config", "/app/deploy/ray/serve.yaml"]
+CMD ["python", "-m", "service.ray_serve", "--config", "/app/deploy/ray/serve.yaml"]
 
+# ---------------------------------------------------------------------------------------------
+# onnxruntime-gpu's `cuda` and `cudnn` extras (in the lock) bring the CUDA runtime, cuBLAS, cuFFT,
+# cuRAND and cuDNN as PyPI wheels, so the image needs no CUDA base image; only the host driver comes
+# from the NVIDIA container toolkit. requirements/gpu.txt is built for CUDA 13 (driver 580 or
+# newer); GPU_LOCK=requirements/gpu-cuda12.txt for an older driver (525 or newer).
 FROM build-base AS deps-gpu
 ARG GPU_LOCK=requirements/gpu.txt
 COPY requirements/gpu.txt requirements/gpu-cuda12.txt ./requirements/

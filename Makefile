@@ -75,7 +75,8 @@ test: $(VENV)/.stamp-all $(VENV)/.stamp-ray browser  ## run the whole test suite
 	$(PY) -m pytest -m "not ray"
 	@if $(OFFLINE_NETNS) true 2>/dev/null; then \
 		$(OFFLINE_NETNS) $(PY) -m pytest -m ray; \
-	else echo "skipped the Ray tests: $(OFFLINE_NETNS) cannot make a network namespace here (needs root)"; fi
+	else echo "skipped the Ray tests: $(OFFLINE_NETNS) cannot make a network namespace here" \
+		"(it needs root, CAP_SYS_ADMIN, util-linux's unshare and iproute2's ip)"; fi
 
 test-fast: $(VENV)/.stamp-all  ## the suite without network and slow tests
 	$(PY) -m pytest -m "not network and not slow and not ray"
@@ -99,7 +100,8 @@ bench: $(VENV)/.stamp-all  ## run the benchmark harness (writes benchmarks/resul
 # from pyproject.toml's extras; the others are resolved under it as a constraint, so every package
 # they share has the same version: service.txt (`make serve`, the service image), train.txt (the
 # train image), gpu.txt and gpu-cuda12.txt (the service-gpu image: the gpu extra plus the
-# requirements/gpu*.in beside them, for CUDA 13 and CUDA 12 drivers).
+# requirements/gpu*.in beside them, for CUDA 13 and CUDA 12 drivers), ray.txt (the ray extra:
+# `make install-ray` on top of dev.txt, and the service-ray image).
 # Existing pins are kept unless pyproject.toml no longer allows them (LOCK_FLAGS=--upgrade to move).
 # They are for Linux x86_64 and CPython 3.11 (CI's machines and the images): pip-compile resolves
 # for the machine it runs on, so run `make lock` on one.

@@ -5,7 +5,9 @@ when it reads it), waits `--ramp` seconds for wrk's connections, and two things 
 for `--duration` seconds:
 
 - a health probe: `GET /healthz` on a new connection every `--interval` seconds, as a
-  supervisor's probe does (each on its own schedule, so a slow one never delays the next);
+  supervisor's probe does (each on its own schedule, so a slow one never delays the next;
+  `--no-health` leaves it out: the harness runs it in a second process, as a busy client's
+  timings include its own event loop's lag);
 - `--clients` sample clients: each posts the scenario's body over its keep-alive connection
   in a closed loop and records every answer's status and latency (from the request's first
   byte sent). wrk reports one latency distribution for 200s and 503s together; the sample
@@ -13,7 +15,8 @@ for `--duration` seconds:
 
 Meanwhile the listening socket's accept queue is read from /proc/net/tcp every
 `--interval`: connections the kernel has completed but the server has not yet taken, where a
-new client (a probe) waits. One JSON object is printed at the end.
+new client (a probe) waits; and this process's event-loop lag is sampled (how late a
+`--interval` sleep wakes up). One JSON object is printed at the end.
 
 Run it on the load generator's core, e.g.
 `taskset -c 0 python -m benchmarks.probe --port 8000 --path /encode --body-file b.json`.

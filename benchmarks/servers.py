@@ -20,7 +20,7 @@ HOST = "127.0.0.1"
 
 # Variants: our service (micro-batching on and off), the naive baseline, and our app behind
 # Ray Serve on a local cluster of 1 or 2 nodes, one replica each (`make install-ray`; Ray must
-# run in a loopback-only namespace here: `scripts/offline-netns.sh python -m benchmarks`).
+# run in a loopback-only namespace here: `scripts/offline-netns.sh .venv/bin/python -m benchmarks`).
 OURS, OURS_NO_BATCHING, NAIVE = "ours", "ours-nobatch", "naive"
 RAY_NODES = {"ray-1": 1, "ray-2": 2}
 VARIANTS = (OURS, OURS_NO_BATCHING, NAIVE, *RAY_NODES)

@@ -3,8 +3,10 @@ deploy `deploy/ray/serve.yaml` on it with `serve deploy`, serve until Ctrl-C or 
 shut Serve and every Ray process it started down.
 
 The config is the one an existing cluster gets, with only what a single machine needs changed
-(`local_config`): the listening address, one proxy (on the head; each node's proxy would want
-the same port), at least one replica per node, and the caller's VAE_* settings.
+(`local_config`): the listening address (VAE_HOST and VAE_PORT, as for `vae-serve`, unless
+given), one proxy (on the head; each node's proxy would want the same port), at least one
+replica per node, and the caller's VAE_* settings (with Serve's per-replica bound following
+VAE_MAX_IN_FLIGHT).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from service.config import ENV_PREFIX, available_cores
+from service.config import ENV_PREFIX, Settings, available_cores
 from service.ray_serve.cluster import ClusterError, LocalCluster
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -38,7 +41,8 @@ DEFAULT_MODEL_DIR = ROOT / "models" / "mnist-vae"
 def local_config(
     config: dict[str, Any], host: str, port: int, min_replicas: int, env: dict[str, str]
 ) -> dict[str, Any]:
-    """`config` (a Serve deploy config) adapted to a cluster whose nodes share this machine."""
+    """`config` (a Serve deploy config) adapted to a cluster whose nodes share this machine.
+    Raises pydantic's ValidationError for VAE_* settings the replicas would refuse."""
     local = copy.deepcopy(config)
     local["proxy_location"] = "HeadOnly"
     local["http_options"] = {**local.get("http_options", {}), "host": host, "port": port}
@@ -46,8 +50,15 @@ def local_config(
     settings.setdefault(f"{ENV_PREFIX}MODEL_DIR", str(DEFAULT_MODEL_DIR))
     for app in local["applications"]:
         runtime_env = app.setdefault("runtime_env", {})
-        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **settings}
+        env_vars = runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **settings}
+        replica = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            **{key.removeprefix(ENV_PREFIX).lower(): value for key, value in env_vars.items()},
+        )
         for deployment in app.get("deployments", []):
+            # Serve sends a replica no more than its app admits (0: the app has no bound).
+            if replica.max_in_flight:
+                deployment["max_ongoing_requests"] = replica.max_in_flight
             scaling = deployment.get("autoscaling_config")
             if scaling is not None:
                 scaling["min_replicas"] = max(scaling.get("min_replicas", 1), min_replicas)
@@ -100,8 +111,8 @@ def _client_host(host: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.ray_serve", description=__doc__)
     parser.add_argument("--nodes", type=int, default=1, help="local Ray nodes (default 1)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=None, help="default: VAE_HOST (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="default: VAE_PORT (8000)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument(
         "--cpus-per-node",
@@ -115,12 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes must be at least 1")
     cpus = args.cpus_per_node or max(1, available_cores() // args.nodes)
 
+    try:
+        settings = Settings()
+        host = args.host or settings.host
+        port = settings.port if args.port is None else args.port
+        config = yaml.safe_load(args.config.read_text())
+        local = local_config(config, host, port, args.nodes, dict(os.environ))
+    except ValidationError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"error: cannot read the Serve config {args.config}: {exc}", file=sys.stderr)
+        return 2
     log_dir = Path(tempfile.mkdtemp(prefix="vae-ray-"))
     cluster = LocalCluster(nodes=args.nodes, cpus_per_node=cpus, log_dir=log_dir)
     stop = cluster.stop_requested
     _stop_on_signals(stop)
-    config = yaml.safe_load(args.config.read_text())
-    local = local_config(config, args.host, args.port, args.nodes, dict(os.environ))
     deployed = log_dir / "serve.yaml"
     deployed.write_text(yaml.safe_dump(local, sort_keys=False))
     status = 0
@@ -134,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            ready_url = f"http://{_client_host(args.host)}:{args.port}/readyz"
+            ready_url = f"http://{_client_host(host)}:{port}/readyz"
             names = [app["name"] for app in local["applications"]]
             _wait_serving(names, ready_url, args.timeout, stop)
             print(
-                f"serving on http://{args.host}:{args.port} from {args.nodes} Ray node(s) "
+                f"serving on http://{host}:{port} from {args.nodes} Ray node(s) "
                 f"({cpus} CPU each); logs in {log_dir}; Ctrl-C to stop",
                 flush=True,
             )

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEAD_IP = "127.0.0.2"
 GCS_PORT = 6380
 DASHBOARD_PORT = 8265
 # Ray phones home with usage statistics unless told not to; the drain on SIGTERM waits for
-# proxies to quiesce, which `stop` has already done by shutting Serve down first.
+# proxies to quiesce, which the launcher has already done by shutting Serve down first.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 _PR_SET_PDEATHSIG = 1
 
@@ -40,6 +39,9 @@ class ClusterError(RuntimeError):
 def node_ip(index: int) -> str:
     """Node 0 is the head."""
     return f"127.0.0.{2 + index}"
+
+
+HEAD_IP = node_ip(0)
 
 
 def _answers(host: str, port: int) -> bool:

@@ -18,16 +18,22 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import yaml
 
+from service.ray_serve.__main__ import DEFAULT_CONFIG
 from service.ray_serve.cluster import DASHBOARD_PORT, HEAD_IP, node_ip
 from tests.e2e.conftest import REPO_ROOT, Server, free_port, start_server
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+SERVE_CONFIG = yaml.safe_load(DEFAULT_CONFIG.read_text())
 
 NODES = 2
 UP_TIMEOUT_S = 240.0
 DASHBOARD = f"http://{HEAD_IP}:{DASHBOARD_PORT}"
-REPLICA_CLASS = "ServeReplica:vae:vae"
+# Serve names a replica's actor class after its application and deployment (the config's
+# deployment is the app module's, tests/unit/test_ray_manifests.py).
+_APP = SERVE_CONFIG["applications"][0]
+REPLICA_CLASS = f"ServeReplica:{_APP['name']}:{_APP['deployments'][0]['name']}"
 
 
 @dataclass

@@ -118,26 +118,45 @@ def test_serve_ray_changes_only_what_one_machine_needs():
 
     config = serve_config()
     original = serve_config()
-    local = local_config(
-        config, "127.0.0.1", 8123, 3, {"VAE_API_KEY": "k", "PATH": "/bin", "VAE_MAX_N": "9"}
-    )
+    env = {"VAE_API_KEY": "k", "PATH": "/bin", "VAE_MAX_N": "9", "VAE_MAX_IN_FLIGHT": "32"}
+    local = local_config(config, "127.0.0.1", 8123, 3, env)
     assert config == original  # not modified in place
     assert local["proxy_location"] == "HeadOnly"  # one proxy: the nodes share the port
     assert local["http_options"] == {**original["http_options"], "host": "127.0.0.1", "port": 8123}
     app, deployment = the_deployment(local)
     scaling = deployment["autoscaling_config"]
     assert scaling["min_replicas"] == 3 <= scaling["max_replicas"]
-    env = app["runtime_env"]["env_vars"]
-    assert (env["VAE_API_KEY"], env["VAE_MAX_N"]) == ("k", "9")
-    assert "PATH" not in env
-    assert env["VAE_MODEL_DIR"] == str(DEFAULT_MODEL_DIR)
+    replica_env = app["runtime_env"]["env_vars"]
+    assert (replica_env["VAE_API_KEY"], replica_env["VAE_MAX_N"]) == ("k", "9")
+    assert "PATH" not in replica_env
+    assert replica_env["VAE_MODEL_DIR"] == str(DEFAULT_MODEL_DIR)
     assert (DEFAULT_MODEL_DIR / "model.json").is_file()
+    # Serve's per-replica bound follows the app's own (VAE_MAX_IN_FLIGHT) as the replicas get it.
+    assert deployment["max_ongoing_requests"] == 32
     # Everything else is the file's.
     _, original_deployment = the_deployment(original)
-    assert {k: v for k, v in deployment.items() if k != "autoscaling_config"} == {
-        k: v for k, v in original_deployment.items() if k != "autoscaling_config"
+    changed = {"autoscaling_config", "max_ongoing_requests"}
+    assert {k: v for k, v in deployment.items() if k not in changed} == {
+        k: v for k, v in original_deployment.items() if k not in changed
     }
     for key in ("proxy_location", "http_options", "applications"):
         local.pop(key)
         original.pop(key)
     assert local == original
+
+
+def test_serve_ray_refuses_settings_the_replicas_would_refuse():
+    from pydantic import ValidationError
+
+    from service.ray_serve.__main__ import local_config
+
+    with pytest.raises(ValidationError, match="max_in_flight"):
+        local_config(serve_config(), "127.0.0.1", 8000, 1, {"VAE_MAX_IN_FLIGHT": "-1"})
+
+
+def test_the_test_names_the_replica_as_serve_does():
+    pytest.importorskip("ray.serve")
+    from service.ray_serve.app import DEPLOYMENT_NAME
+
+    _, deployment = the_deployment(serve_config())
+    assert deployment["name"] == DEPLOYMENT_NAME

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from service.explorer import ASSETS_DIR, INDEX_HTML
 
 EXPLORER_PATH = "/explorer"
-ASSETS_PATH = "/explorer/assets"
+ASSETS_PATH = f"{EXPLORER_PATH}/assets"
 # Where index.html names the assets' URL, so that the path is declared here alone.
 ASSETS_PLACEHOLDER = "{{assets}}"
 # Its own files only, and requests only to this server: a page that works offline cannot
