@@ -13,7 +13,6 @@ namespace on this machine:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -24,7 +23,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.servers import HOST, REPO_ROOT, free_port, http_status, stop
+from benchmarks.servers import OURS, RAY_NODES, REPO_ROOT, free_port, running, server_spec
+from vae_manifest import load_manifest
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = (
@@ -71,7 +71,7 @@ def measure(base_url: str, latent_dim: int, connections: int, seconds: float) ->
     before = cpu_by_pid()
     started = time.monotonic()
     run = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", lua.name, f"{base_url}/decode"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", lua.name, f"{base_url}/decode"],
         capture_output=True,
         text=True,
         check=True,
@@ -93,14 +93,6 @@ def measure(base_url: str, latent_dim: int, connections: int, seconds: float) ->
     }
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while http_status(url) != 200:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} not ready")
-        time.sleep(0.5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ray_cpu", description=__doc__)
     parser.add_argument("--connections", type=int, default=16)
@@ -109,35 +101,18 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found (apt-get install wrk)")
-    latent_dim = json.loads((args.model_dir / "model.json").read_text())["latent_dim"]
-    env = {
-        **os.environ,
-        "VAE_MODEL_DIR": str(args.model_dir.resolve()),
-        "VAE_ACCESS_LOG": "false",
-        "VAE_LOG_LEVEL": "warning",
-        "VAE_WORKERS": "1",
-    }
+    latent_dim = load_manifest(args.model_dir, verify=False).latent_dim
     results = {}
-    for name, command in (
-        ("plain server, 1 worker", [sys.executable, "-m", "service"]),
-        ("Ray Serve, 1 node, 1 replica", [sys.executable, "-m", "service.ray_serve"]),
-    ):
-        port = free_port()
-        process = subprocess.Popen(
-            [*command, *(["--port", str(port)] if "ray_serve" in command[-1] else [])],
-            cwd=REPO_ROOT,
-            env={**env, "VAE_HOST": HOST, "VAE_PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            base_url = f"http://{HOST}:{port}"
-            wait_ready(base_url + "/readyz", process)
-            measure(base_url, latent_dim, args.connections, 2)  # warm-up
-            results[name] = measure(base_url, latent_dim, args.connections, args.seconds)
-        finally:
-            stop(process, grace_s=60)
+    with tempfile.TemporaryDirectory(prefix="vae-ray-cpu-") as logs:
+        for name, variant in (
+            ("plain server, 1 worker", OURS),
+            ("Ray Serve, 1 node, 1 replica", min(RAY_NODES, key=RAY_NODES.__getitem__)),
+        ):
+            port = free_port()
+            spec = server_spec(variant, args.model_dir.resolve(), port, 1, None)
+            with running(spec, port, Path(logs) / f"{variant}.log") as server:
+                measure(server.base_url, latent_dim, args.connections, 2)  # warm-up
+                results[name] = measure(server.base_url, latent_dim, args.connections, args.seconds)
     print(f"POST /decode (1 latent, JSON), wrk c{args.connections}, {args.seconds:.0f} s each")
     for name, result in results.items():
         print(f"\n{name}: {result['requests_per_s']:.0f} req/s, {result['errors']} non-2xx")
