@@ -35,7 +35,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "deploy" / "ray" / "serve.yaml"
-DEFAULT_MODEL_DIR = ROOT / "models" / "mnist-vae"
+# The replicas do not run in this checkout: `vae-serve`'s default model directory, made absolute.
+DEFAULT_MODEL_DIR = ROOT / Settings.model_fields["model_dir"].default
+# The line printed once the application answers; what waits for it (tests, scripts) looks for it.
+SERVING = "serving on"
 
 
 def local_config(
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             names = [app["name"] for app in local["applications"]]
             _wait_serving(names, ready_url, args.timeout, stop)
             print(
-                f"serving on http://{host}:{port} from {args.nodes} Ray node(s) "
+                f"{SERVING} http://{host}:{port} from {args.nodes} Ray node(s) "
                 f"({cpus} CPU each); logs in {log_dir}; Ctrl-C to stop",
                 flush=True,
             )

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from service.ray_serve.__main__ import DEFAULT_CONFIG
+from service.ray_serve.__main__ import DEFAULT_CONFIG, SERVING
 from service.ray_serve.cluster import DASHBOARD_PORT, HEAD_IP, node_ip
 from tests.e2e.conftest import REPO_ROOT, Server, free_port, start_server
 
@@ -61,7 +61,7 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServe]:
         )
     served = RayServe(process, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + UP_TIMEOUT_S
-    while "serving on" not in served.log():
+    while SERVING not in served.log():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"serve-ray did not come up:\n{served.log()[-5000:]}")
