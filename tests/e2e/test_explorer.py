@@ -180,6 +180,13 @@ def draw_seven(page: sync_api.Page) -> None:
     stroke(page, SEVEN)
 
 
+def draw_seven_analysed(page: sync_api.Page) -> None:
+    """Draw a 7 and wait until it has been analysed."""
+    before = renders(page, "#recon")
+    draw_seven(page)
+    wait_drawn(page, before)
+
+
 def wait_drawn(page: sync_api.Page, before: int) -> None:
     """Until the latest state of the drawing has been analysed (its score shown)."""
     wait_renders(page, "#recon", before + 1)
@@ -270,9 +277,7 @@ def test_sliders_follow_the_most_informative_dimensions_and_decode_at_once(visit
     assert dims == sorted(range(len(kl)), key=lambda d: -kl[d])[: len(dims)]
     assert len(dims) >= 2
 
-    before = renders(page, "#recon")
-    draw_seven(page)
-    wait_drawn(page, before)
+    draw_seven_analysed(page)
     drawn = pixels(page, "#edited")
     assert drawn == pixels(page, "#recon")  # the sliders start at the drawing's means
 
@@ -320,9 +325,7 @@ def test_the_drawing_is_an_interpolation_end(visit, mnist_server):
         "() => document.querySelector('#status').textContent.startsWith('Draw a digit first')"
     )
     assert not [r for r in v.requests if r.url.endswith("/interpolate")]
-    before = renders(page, "#recon")
-    draw_seven(page)
-    wait_drawn(page, before)
+    draw_seven_analysed(page)
     frames = interpolate(page, "drawing", "2", steps=5, method="linear")
     assert len(set(frames)) == 5
     v.assert_clean()
@@ -330,9 +333,7 @@ def test_the_drawing_is_an_interpolation_end(visit, mnist_server):
 
 def test_screenshot_of_a_session(visit, mnist_server, tmp_path):
     v, page = ready(visit, mnist_server)
-    before = renders(page, "#recon")
-    draw_seven(page)
-    wait_drawn(page, before)
+    draw_seven_analysed(page)
     sample(page, seed=0, temperature=1.0)
     interpolate(page, "7", "2", steps=10, method="slerp")
     page.wait_for_function("() => document.querySelector('#status').dataset.kind === 'ok'")
@@ -362,9 +363,7 @@ def test_the_api_key_is_asked_for_once_and_sent(visit, keyed_server):
     wait_ready(page)
     assert not dialog.is_visible()
 
-    before = renders(page, "#recon")
-    draw_seven(page)
-    wait_drawn(page, before)
+    draw_seven_analysed(page)
     api_calls = [r for r in v.requests if r.method == "POST"]
     assert api_calls
     assert {r.headers.get("x-api-key") for r in api_calls} == {API_KEY}
@@ -452,9 +451,7 @@ def test_the_page_follows_the_models_image_shape_and_latent_size(visit, tmp_path
         for canvas in ("#input", "#recon"):
             assert page.eval_on_selector(canvas, "c => [c.width, c.height]") == [32, 32]
         assert page.locator("#bars rect").count() == 16
-        before = renders(page, "#recon")
-        draw_seven(page)
-        wait_drawn(page, before)
+        draw_seven_analysed(page)
         frames = interpolate(page, "drawing", "2", steps=4, method="slerp")
         assert len(set(frames)) == 4
         v.assert_clean()
