@@ -106,6 +106,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
+def listening(host: str | None, port: int | None) -> tuple[str, int]:
+    """The address given, or `vae-serve`'s (VAE_HOST, VAE_PORT) for what is not."""
+    settings = Settings()
+    return host or settings.host, settings.port if port is None else port
+
+
 def _client_host(host: str) -> str:
     """Where a client on this machine reaches a proxy listening on `host`."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -130,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = args.cpus_per_node or max(1, available_cores() // args.nodes)
 
     try:
-        settings = Settings()
-        host = args.host or settings.host
-        port = settings.port if args.port is None else args.port
+        host, port = listening(args.host, args.port)
         config = yaml.safe_load(args.config.read_text())
         local = local_config(config, host, port, args.nodes, dict(os.environ))
     except ValidationError as exc:

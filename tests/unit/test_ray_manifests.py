@@ -160,3 +160,32 @@ def test_the_test_names_the_replica_as_serve_does():
 
     _, deployment = the_deployment(serve_config())
     assert deployment["name"] == DEPLOYMENT_NAME
+
+
+def test_serve_ray_listens_where_vae_serve_would_unless_told(monkeypatch):
+    from service.ray_serve.__main__ import listening
+
+    monkeypatch.setenv("VAE_HOST", "0.0.0.0")
+    monkeypatch.setenv("VAE_PORT", "9123")
+    assert listening(None, None) == ("0.0.0.0", 9123)
+    assert listening("127.0.0.1", 8000) == ("127.0.0.1", 8000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--config", "/nonexistent/serve.yaml"], {}, "cannot read the Serve config"),
+        ([], {"VAE_MAX_IN_FLIGHT": "-1"}, "invalid settings"),
+    ],
+)
+def test_serve_ray_refuses_a_bad_start_with_a_message_before_starting_ray(
+    monkeypatch, capsys, argv, env, message
+):
+    from service.ray_serve.__main__ import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}")
+    assert "Traceback" not in err
