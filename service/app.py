@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
             *INFER_ROUTES,
         ],
         max_in_flight=settings.max_in_flight,
+        max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after,
         metrics=metrics,

@@ -132,6 +132,15 @@ class Settings(BaseSettings):
         "`VAE_RETRY_AFTER` has passed. Probes, `/metrics`, `/model` and the docs are never "
         "refused (0 = no bound).",
     )
+    max_body_bytes_in_flight: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Most request-body bytes (as declared by `Content-Length`) of the model "
+        "requests one worker holds at once; a request that would go past it is refused as one "
+        "over `VAE_MAX_IN_FLIGHT` is, unless no body is in progress. Large bodies cost "
+        "parsing time and memory in proportion: this keeps a flood of them from queueing "
+        "seconds of work (0 = no bound).",
+    )
     max_queued_rows: int = Field(
         DEFAULT_BATCHING_OPTIONS.max_queued_rows,
         ge=0,

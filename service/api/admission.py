@@ -1,14 +1,19 @@
 """Admission control for the model routes (pure ASGI, from the request's headers alone).
 
-- A bound on the requests one worker holds at once: one more is answered 503 `overloaded`
-  with `Retry-After` straight away, before its body is read or parsed, so a refusal costs no
-  parsing and no inference (the server's own request cycle remains).
+- A bound on the requests one worker holds at once, and on the bytes of their declared
+  bodies: one more is answered 503 `overloaded` with `Retry-After` straight away, before its
+  body is read or parsed, so a refusal costs no parsing and no inference (the server's own
+  request cycle remains). The bytes bound keeps a flood of large bodies from queueing
+  seconds of parsing behind the bound on requests (admitted latency is what is in progress
+  divided by the rate it is served at).
 - A deadline for each admitted request's inference (`INFERENCE_DEADLINE`, read by the
   runtime where inference is awaited): past it, 504 `timeout` and no compute.
 
 The bound itself lives in `AdmissionGate`, shared by the middleware and the server: the
 server asks the gate (`AdmissionGate.early_answer`, its `EarlyAnswerHook`) while it reads a
-request's head, and a refusal then costs no request cycle at all. The middleware still refuses
+request's head; a refusal then costs no request cycle at all, and an admission takes its slot
+at once (the middleware's check runs only when the request's task starts, after other heads
+read in the same loop iteration). The middleware still refuses
 whatever the server leaves to it (a request pipelined behind one in progress, a CORS request,
 a body of undeclared length or over the limit, an unusual spelling of the path), with the same
 answer where the app would give one.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import re
 import sys
@@ -43,7 +49,13 @@ from service.api.errors import (
 from service.api.metrics import Metrics
 from service.api.middleware import declared_body, log_access, request_id_of
 from service.runtime.batching import INFERENCE_DEADLINE
-from service.server.early_answers import EarlyAnswer, Resume, Withdraw
+from service.server.early_answers import (
+    ADMITTED_KEY,
+    Admitted,
+    EarlyAnswer,
+    Resume,
+    Withdraw,
+)
 
 log = logging.getLogger("service.api")
 
@@ -73,12 +85,15 @@ MALLOC_TRIM = _malloc_trim()
 
 
 class AdmissionGate:
-    """One worker's bound: `max_in_flight` (0: no bound) requests to `routes` at once.
+    """One worker's bound: `max_in_flight` requests to `routes` at once, with at most
+    `max_body_bytes_in_flight` bytes of declared bodies among them (0: no bound; a request
+    always fits when no body is in progress).
 
-    `early_answer` is the server's `EarlyAnswerHook`: the refusal of a request over the bound,
-    counted and logged as the middleware would, or None for every request it leaves to the
-    app (not over the bound, not a POST to one of `routes` as spelled there, a body over
-    `max_body_bytes` or of undeclared length, a CORS request).
+    `early_answer` is the server's `EarlyAnswerHook`: the admission of a request within the
+    bound (its slot taken at once), the refusal of one over it (counted and logged as the
+    middleware would), or None for every request it leaves to the app (not a POST to one of
+    `routes` as spelled there, a body over `max_body_bytes` or of undeclared length, a CORS
+    request).
     """
 
     def __init__(
@@ -86,6 +101,7 @@ class AdmissionGate:
         *,
         routes: Iterable[str],
         max_in_flight: int,
+        max_body_bytes_in_flight: int,
         max_body_bytes: int,
         retry_after: int,
         metrics: Metrics,
@@ -93,8 +109,10 @@ class AdmissionGate:
         cors: bool,
     ) -> None:
         self.max_in_flight = max_in_flight or sys.maxsize
+        self.max_body_bytes_in_flight = max_body_bytes_in_flight or sys.maxsize
         self.max_body_bytes = max_body_bytes
         self.in_flight = 0
+        self.body_bytes_in_flight = 0
         self.metrics = metrics
         self.access_log = access_log
         self.cors = cors
@@ -110,9 +128,19 @@ class AdmissionGate:
         # Connections refused early whose next request the server holds back: each slot freed
         # resumes the newest (a held request is read when it can be admitted, and the newest
         # has waited least: under overload, serving newest first keeps latency low).
-        self._waiting: OrderedDict[int, Resume] = OrderedDict()
+        self._waiting: OrderedDict[int, _Waiter] = OrderedDict()
+        # Slots kept for resumed connections until their next request arrives: otherwise
+        # whichever request is read first takes the slot, the resumed one is refused again,
+        # and every refusal of a large body costs reading that body.
+        self.reserved = 0
+        self.reserved_bytes = 0
         self._next_key = 0
         self._hold_s = float(retry_after)
+        # A held request is resumed only within the first half of its hold: one resumed later
+        # would be admitted after waiting about as long as the client was told to wait, so its
+        # latency would be the hold's, not the server's. Older ones are refused when their hold
+        # runs out, as the client was told to expect.
+        self._wake_within_s = self._hold_s / 2
         # Every refusal of a route is the same answer (in its protocol's error dialect): its
         # bytes are made once.
         retry = [
@@ -141,24 +169,48 @@ class AdmissionGate:
         """The headers and body of the 503 `overloaded` answer on `route`."""
         return self._refusals[route]
 
+    @property
+    def full(self) -> bool:
+        """Whether no request slot is free (slots kept for resumed connections count as
+        taken)."""
+        return self.in_flight + self.reserved >= self.max_in_flight
+
+    def fits(self, body_bytes: int) -> bool:
+        """Whether a request with a body of `body_bytes` would be admitted now."""
+        in_progress = self.body_bytes_in_flight + self.reserved_bytes
+        return not self.full and (
+            not in_progress or in_progress + body_bytes <= self.max_body_bytes_in_flight
+        )
+
+    def take(self, body_bytes: int) -> None:
+        """Admit a request: its slot and its body's bytes are taken until `release`."""
+        self.in_flight += 1
+        self.body_bytes_in_flight += body_bytes
+
     def early_answer(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], held_out: bool
-    ) -> EarlyAnswer | None:
-        full = self.in_flight >= self.max_in_flight
-        if method != b"POST" or not (full or (held_out and self._waiting)):
+    ) -> EarlyAnswer | Admitted | None:
+        if method != b"POST":
             return None
         started = time.perf_counter()
         raw_path = target.partition(b"?")[0]
         route = self._raw_exact.get(raw_path)
         if route is None and self._templates and b"%" not in raw_path:
             route = self.route_of(raw_path.decode("latin-1"))
-        if route is None or not self._answerable(headers):
+        if route is None:
             return None
-        # Not full: this request was held until its hold ran out while a newer one waited.
-        # The free slot goes to the newest (admitted latency stays low); with no newer held
-        # connection left, this one is admitted.
-        if not full and not self._wake():
+        body_bytes = self._answerable_body(headers)
+        if body_bytes is None:
             return None
+        # A request held until its hold ran out is admitted only by an idle worker or when no
+        # other connection waits: admitted, it would carry a whole hold in its latency. The
+        # room goes to the newest held connection if it has waited less, else to the next
+        # new request; the held-out one is refused, as its client was told to expect.
+        if self.fits(body_bytes) and not (
+            held_out and (self._wake() or (self._waiting and self.in_flight))
+        ):
+            self.take(body_bytes)
+            return Admitted(body_bytes)
         request_id = request_id_of(headers)
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, "POST", OVERLOADED_STATUS, seconds)
@@ -172,41 +224,81 @@ class AdmissionGate:
             [(b"x-request-id", request_id.encode()), *refusal_headers],
             body,
             hold_s=self._hold_s,
-            wait=self._wait,
+            wait=functools.partial(self._wait, body_bytes),
         )
 
-    def _answerable(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Whether the app would refuse this request with the plain 503: not a CORS request
-        (its answer needs the CORS headers), and a body of declared length within the limit
-        (otherwise the app answers 413, or counts the body as it streams)."""
+    def _answerable_body(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """The declared body length when the app would admit or refuse this request as this
+        gate does: not a CORS request (its answer needs the CORS headers), and a body of
+        declared length within the limit (otherwise the app answers 413, or counts the body
+        as it streams); else None."""
         if self.cors and any(name == b"origin" for name, _ in headers):
-            return False
+            return None
         declared, encoded = declared_body(headers)
-        return not encoded and declared is not None and 0 <= declared <= self.max_body_bytes
+        if encoded or declared is None or not 0 <= declared <= self.max_body_bytes:
+            return None
+        return declared
 
-    def _wait(self, resume: Resume) -> Withdraw:
+    def _wait(self, body_bytes: int, resume: Resume) -> Withdraw:
+        """Hold a refused connection; its next request is taken to be as large as the refused
+        one (`body_bytes`)."""
         key = self._next_key
         self._next_key += 1
-        self._waiting[key] = resume
-        if self.in_flight < self.max_in_flight:
-            # A slot freed while the refused request's body was still arriving: nothing will
-            # wake this connection, so it goes on at once.
-            self._wake()
-        return lambda: self._waiting.pop(key, None) and None
+        waiter = _Waiter(resume, body_bytes, time.monotonic() + self._wake_within_s)
+        self._waiting[key] = waiter
+        # Room may have freed while the refused request's body was still arriving: nothing
+        # else would wake this connection then.
+        self._wake()
 
-    def release(self) -> None:
-        """An admitted request has finished: its slot goes to the newest held connection."""
+        def withdraw(arrived: bool) -> None:
+            if not waiter.claimed:
+                self._waiting.pop(key, None)
+                return
+            waiter.claimed = False
+            self.reserved -= 1
+            self.reserved_bytes -= waiter.body_bytes
+            if not arrived:  # the kept room was not taken: the next connection gets it
+                self._wake()
+
+        return withdraw
+
+    def release(self, body_bytes: int) -> None:
+        """An admitted request has finished: its room goes to the newest held connection."""
         self.in_flight -= 1
+        self.body_bytes_in_flight -= body_bytes
         self._wake()
 
     def _wake(self) -> bool:
-        """Resume the newest held connection still open; False when none is left."""
+        """Resume the newest held connection still open if its next request fits, keeping
+        room for that request; False when none was resumed."""
         waiting = self._waiting
         while waiting:
-            _, resume = waiting.popitem(last=True)
-            if resume():
+            key, waiter = waiting.popitem(last=True)
+            if waiter.wake_by < time.monotonic():
+                waiting[key] = waiter  # back in its place: the newest, and all are too old
+                return False
+            if not self.fits(waiter.body_bytes):
+                waiting[key] = waiter  # back in its place: still the newest
+                return False
+            if waiter.resume():
+                waiter.claimed = True
+                self.reserved += 1
+                self.reserved_bytes += waiter.body_bytes
                 return True
         return False
+
+
+class _Waiter:
+    """A held connection: how to resume it, the body size it is expected to send, and
+    whether room is kept for it."""
+
+    __slots__ = ("body_bytes", "claimed", "resume", "wake_by")
+
+    def __init__(self, resume: Resume, body_bytes: int, wake_by: float) -> None:
+        self.resume = resume
+        self.body_bytes = body_bytes
+        self.wake_by = wake_by  # resumed only before this (time.monotonic())
+        self.claimed = False
 
 
 class Admission:
@@ -222,15 +314,22 @@ class Admission:
         self._trim_pending = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.gate.route_of(get_route_path(scope)) if scope["type"] == "http" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
         gate = self.gate
-        if gate.in_flight >= gate.max_in_flight:
-            await self._shed(scope, send, route)
-            return
-        in_flight = gate.in_flight = gate.in_flight + 1
+        admitted: Admitted | None = scope.get(ADMITTED_KEY)  # by the server, from the head
+        if admitted is not None:
+            body_bytes = admitted.body_bytes
+        else:
+            route = gate.route_of(get_route_path(scope)) if scope["type"] == "http" else None
+            if route is None:
+                await self.app(scope, receive, send)
+                return
+            # An undeclared or untrusted length counts as none: BodyLimit bounds it.
+            body_bytes = max(declared_body(scope["headers"])[0] or 0, 0)
+            if not gate.fits(body_bytes):
+                await self._shed(scope, send, route)
+                return
+            gate.take(body_bytes)
+        in_flight = gate.in_flight
         if in_flight > self._peak:
             self._peak = in_flight
         token = None
@@ -240,7 +339,7 @@ class Admission:
         try:
             await self.app(scope, receive, send)
         finally:
-            gate.release()
+            gate.release(body_bytes)
             if token is not None:
                 INFERENCE_DEADLINE.reset(token)
             if not gate.in_flight and self._peak >= self._trim_after and not self._trim_pending:

@@ -11,10 +11,12 @@ and the event loop stays short, so probes and admitted requests keep their pace.
 
 The app puts an `EarlyAnswerHook` in its lifespan state under `EARLY_ANSWER_KEY` (uvicorn
 hands that state to the protocol); the protocol calls it once per request head, when no other
-answer of the connection is under way. The hook answers None for every request it leaves to
-the app, which remains the reference: for a request the hook answers, the app would give the
-same status, headers and body (tests/e2e/test_early_answers.py); the hook leaves to the app
-every request the app would answer otherwise (a body over the limit, a CORS request).
+answer of the connection is under way. The hook may also admit a request (`Admitted`): the
+server then marks its scope (`ADMITTED_KEY`) and runs it as usual. The hook answers None for
+every request it leaves to the app, which remains the reference: for a request the hook
+answers, the app would give the same status, headers and body (tests/e2e/test_early_answers.py);
+the hook leaves to the app every request the app would answer otherwise (a body over the
+limit, a CORS request).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from typing import NamedTuple
 
 EARLY_ANSWER_KEY = "service.early_answer"
 
-# Called by the app once a slot is free; True when it resumed a connection (False: the
-# connection is gone or was resumed already, so the app wakes the next one).
+# Called by the app once a slot is free, which it then keeps for the resumed connection's next
+# request; True when it resumed a connection (False: the connection is gone or was resumed
+# already, so the app wakes the next one).
 Resume = Callable[[], bool]
-# Given to the app with a Resume: withdraws it (the hold ended another way, or the connection
-# closed), so the app keeps no callbacks for connections that no longer wait.
-Withdraw = Callable[[], None]
+# Given to the app with a Resume; the server calls it once, when the connection stops waiting:
+# with True when its next request has arrived after a resume (it takes the slot kept for it),
+# with False otherwise (the hold ended another way, the connection closed, or a resumed
+# connection sent nothing in time: a kept slot goes back). So the app keeps no callbacks, and
+# no slots, for connections that no longer wait.
+Withdraw = Callable[[bool], None]
 
 
 class EarlyAnswer(NamedTuple):
@@ -42,6 +48,21 @@ class EarlyAnswer(NamedTuple):
     wait: Callable[[Resume], Withdraw] | None = None
 
 
+class Admitted(NamedTuple):
+    """The hook's answer for a request it admits itself: the app's slot is taken for it from
+    the head, in the same event-loop iteration as the check, so no request read in between
+    (the app's own check runs only once the request's task starts) takes it first. The server
+    hands it back to the app in the request's scope."""
+
+    body_bytes: int  # what the admission counted of the request's body
+
+
+# Set by the server (to the hook's `Admitted`) in the scope of a request the hook admitted:
+# the app must not take a second slot for it, and gives its slot back when the request ends.
+ADMITTED_KEY = "service.admitted"
+
 # (method, request target as sent, header fields with lower-case names, whether the request
-# was held back until the hold ran out) -> answer or None
-EarlyAnswerHook = Callable[[bytes, bytes, list[tuple[bytes, bytes]], bool], EarlyAnswer | None]
+# was held back until the hold ran out) -> an answer, an admission, or None (left to the app)
+EarlyAnswerHook = Callable[
+    [bytes, bytes, list[tuple[bytes, bytes]], bool], EarlyAnswer | Admitted | None
+]

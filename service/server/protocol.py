@@ -28,9 +28,11 @@ so an upgrade that changes them fails there first.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import math
+import termios
 import time
 import weakref
 from collections.abc import Callable
@@ -42,7 +44,14 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.server.early_answers import EARLY_ANSWER_KEY, EarlyAnswer, Resume, Withdraw
+from service.server.early_answers import (
+    ADMITTED_KEY,
+    EARLY_ANSWER_KEY,
+    Admitted,
+    EarlyAnswer,
+    Resume,
+    Withdraw,
+)
 from service.server.limits import DEFAULT_LIMITS, HttpLimits
 
 log = logging.getLogger("service.server")
@@ -56,6 +65,9 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # the kernel send a reset, which can destroy the answer before the client reads it.
 LINGER_S = 1.0
 LINGER_MAX_BYTES = 1 << 20
+# A connection resumed by the app (a slot kept for it) that has sent nothing after this long
+# gives the slot back; its client honours Retry-After, or has stopped.
+CLAIM_S = 0.25
 # On shutdown an idle keep-alive connection stays open this long (at most the keep-alive
 # timeout) in case a request is already on its way: the client has not been told to close.
 DRAIN_IDLE_S = 1.0
@@ -88,6 +100,19 @@ def keep_alive_answer(answer: EarlyAnswer, date: list[tuple[bytes, bytes]]) -> b
         head += [name, b": ", value, b"\r\n"]
     head.append(b"\r\n")
     return b"".join(head) + answer.body
+
+
+_NO_BYTES = bytes(4)
+
+
+def _bytes_waiting(transport: asyncio.Transport) -> bool:
+    """Whether the connection's socket holds bytes not read yet."""
+    sock = transport.get_extra_info("socket")
+    try:
+        # The count as a C int, in whatever byte order: not zero when any byte is not.
+        return fcntl.ioctl(sock.fileno(), termios.FIONREAD, _NO_BYTES) != _NO_BYTES
+    except (OSError, AttributeError):  # not a socket the kernel can tell about
+        return True
 
 
 class _DropCancelledTracebacks(logging.Filter):
@@ -159,9 +184,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._drain_timers: list[asyncio.TimerHandle] = []
         self._early_answer = app_state.get(EARLY_ANSWER_KEY)
         self._early: EarlyAnswer | None = None  # the request being read was answered early
-        self._hold_timer: asyncio.TimerHandle | None = None  # set while the next one is held
+        # Set while the next request is held back, or, once the app resumed the connection,
+        # while the slot the app keeps for it waits for that request.
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._held_out = False  # the next request was held until its hold ran out
-        self._withdraw: Withdraw | None = None  # removes this connection from the app's waiters
+        self._withdraw: Withdraw | None = None  # tells the app this connection stopped waiting
 
     # Connection
 
@@ -256,11 +283,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         early = self._early_answer
         held_out = self._held_out
         self._held_out = False
-        if self._hold_timer is not None:
-            # A request that followed a refused one in the same read: the hold has nothing
-            # left to hold back, and this request's body must be read (uvicorn pauses again
-            # below if a request is still in progress).
-            self._end_hold()
+        if self._withdraw is not None:
+            # The request a resumed connection was kept a slot for; or one that followed a
+            # refused request in the same read: the hold has nothing left to hold back, and
+            # this request's body must be read (uvicorn pauses again below if a request is
+            # still in progress).
+            self._end_hold(arrived=True)
             self.flow.resume_reading()
         if early is not None and not self._draining:
             cycle = self.cycle
@@ -272,7 +300,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 and not parser.should_upgrade()
             ):
                 answer = early(parser.get_method(), self.url, self.headers, held_out)
-                if answer is not None:
+                if isinstance(answer, Admitted):
+                    self.scope[ADMITTED_KEY] = answer  # type: ignore[literal-required]
+                elif answer is not None:
                     self._early = answer
                     default_headers = self.server_state.default_headers
                     self.transport.write(keep_alive_answer(answer, default_headers))
@@ -324,29 +354,51 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._end_hold()
         self.flow.pause_reading()
         self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
-        # A weak reference: the app must not keep a closed connection's buffers alive.
-        resume = weakref.WeakMethod(self._resume)
+        # A weak reference: the app must not keep a closed connection's buffers alive. The app
+        # may resume the connection at once, inside `wait`.
+        resume = weakref.WeakMethod(self._resumed)
         self._withdraw = wait(lambda: (method := resume()) is not None and method())
 
     def _hold_ran_out(self) -> None:
-        self._held_out = self._resume()
+        self._hold_timer = None
+        self._held_out = self._read_held()
 
-    def _resume(self) -> bool:
-        if self._hold_timer is None or self.transport.is_closing():
+    def _resumed(self) -> bool:
+        """The app resumes this connection and keeps a slot for its next request (True), until
+        it arrives or the client turns out to have sent nothing."""
+        timer = self._hold_timer
+        if timer is None or self.transport.is_closing():
+            return False
+        timer.cancel()
+        self._hold_timer = self.loop.call_later(CLAIM_S, self._claim_ran_out)
+        self.flow.resume_reading()
+        self._await_next_request()
+        return True
+
+    def _claim_ran_out(self) -> None:
+        if _bytes_waiting(self.transport):  # sent, not read yet: the loop is busy
+            self._hold_timer = self.loop.call_later(CLAIM_S, self._claim_ran_out)
+        else:  # nothing sent (a client that honours Retry-After): the slot goes to another
+            self._end_hold()
+
+    def _read_held(self) -> bool:
+        """Read the held request now (the hold ran out, or the server is shutting down)."""
+        if self._withdraw is None or self.transport.is_closing():
             return False
         self._end_hold()
         self.flow.resume_reading()
         self._await_next_request()
         return True
 
-    def _end_hold(self) -> None:
-        """Forget the hold: its timer, and its place among the app's waiting connections."""
+    def _end_hold(self, *, arrived: bool = False) -> None:
+        """Forget the hold: its timer, and its place among the app's waiting connections or
+        the slot the app keeps for it (taken when its next request has `arrived`)."""
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
         if self._withdraw is not None:
-            self._withdraw()
-            self._withdraw = None
+            withdraw, self._withdraw = self._withdraw, None
+            withdraw(arrived)
 
     def _await_next_request(self) -> None:
         # As uvicorn's on_response_complete: arm the keep-alive timeout.
@@ -453,7 +505,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         (the listening sockets are already closed)."""
         self._draining = True
         logging.getLogger("uvicorn.error").addFilter(_cancel_filter)  # idempotent
-        self._resume()  # a held request is read now, to be answered before the close
+        self._read_held()  # a held request is read now, to be answered before the close
         grace = self.config.timeout_graceful_shutdown
         if grace is not None:
             # uvicorn's own deadline is 0.1 s after this one (it sleeps before it starts

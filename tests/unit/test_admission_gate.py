@@ -1,25 +1,31 @@
 """`AdmissionGate`, the bound the server consults from a request's head: which requests it
-refuses early, what the refusal is, how it is counted, and which held connection a freed slot
-resumes (the newest; one held until its hold ran out yields to newer ones)."""
+admits or refuses early, what the refusal is, how it is counted, and which held connection a
+freed slot resumes (the newest, if it has waited less than half its hold; one held until its
+hold ran out yields to the others on a busy worker)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from service.api.admission import AdmissionGate
 from service.api.metrics import Metrics
+from service.server.early_answers import Admitted
 
 ROUTES = ("/encode", "/decode", "/v2/models/{model_name}/infer")
 BODY = b'{"images": []}'
 SIZED = [(b"content-length", b"14")]  # a body of declared length within the limit
 
 
-def gate(max_in_flight: int = 1, *, cors: bool = False, retry_after: int = 3) -> AdmissionGate:
+def gate(
+    max_in_flight: int = 1, *, cors: bool = False, retry_after: int = 3, max_bytes: int = 0
+) -> AdmissionGate:
     return AdmissionGate(
         routes=ROUTES,
         max_in_flight=max_in_flight,
+        max_body_bytes_in_flight=max_bytes,
         max_body_bytes=1000,
         retry_after=retry_after,
         metrics=Metrics(),
@@ -37,10 +43,46 @@ def sample(g: AdmissionGate, name: str, **labels: str) -> float | None:
     return g.metrics.registry.get_sample_value(name, labels)
 
 
-def test_under_the_bound_every_request_goes_to_the_app():
+def test_under_the_bound_a_request_is_admitted_from_its_head_and_its_slot_taken_at_once():
     g = gate(max_in_flight=2)
     g.in_flight = 1
-    assert g.early_answer(b"POST", b"/encode", SIZED, False) is None
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) == Admitted(14)
+    assert g.in_flight == 2
+    assert g.body_bytes_in_flight == 14
+    # Taken from the head, the slot is not free for the next request read in the same turn.
+    assert g.full
+    refused = g.early_answer(b"POST", b"/encode", SIZED, False)
+    assert refused is not None
+    assert refused.status == 503
+    g.release(14)
+    assert (g.in_flight, g.body_bytes_in_flight) == (1, 0)
+
+
+def test_declared_body_bytes_in_flight_are_bounded_but_one_body_always_fits():
+    g = gate(max_in_flight=8, max_bytes=20)
+    big = [(b"content-length", b"900")]  # over the bytes bound, within the body limit
+    assert g.early_answer(b"POST", b"/encode", big, False) == Admitted(900)  # nothing else
+    refused = g.early_answer(b"POST", b"/encode", SIZED, False)
+    assert refused is not None
+    assert refused.status == 503
+    g.release(900)
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) == Admitted(14)
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) is not None  # 28 > 20: refused
+    assert g.in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        (b"GET", b"/model", SIZED),
+        (b"POST", b"/healthz", SIZED),
+        (b"POST", b"/encode", [(b"transfer-encoding", b"chunked")]),
+    ],
+)
+def test_under_the_bound_other_requests_are_left_to_the_app(method, target, headers):
+    g = gate(max_in_flight=2)
+    assert g.early_answer(method, target, headers, False) is None
+    assert g.in_flight == 0
 
 
 @pytest.mark.parametrize(
@@ -113,30 +155,61 @@ def hold(g: AdmissionGate, log: list[str], name: str, *, alive: bool = True) -> 
 def test_each_freed_slot_resumes_the_newest_held_connection_still_open():
     g = full(gate())
     resumed: list[str] = []
-    for name in ("first", "second"):
-        hold(g, resumed, name)
+    withdraws = {name: hold(g, resumed, name) for name in ("first", "second")}
     hold(g, resumed, "closed", alive=False)
-    g.release()
+    g.release(0)
     assert resumed == ["second"]  # the closed one was skipped
+    withdraws["second"](True)  # its next request arrives and takes the slot kept for it
     g.in_flight += 1
-    g.release()
+    g.release(0)
     assert resumed == ["second", "first"]
+    withdraws["first"](True)
     g.in_flight += 1
-    g.release()  # nobody left: nothing to resume
+    g.release(0)  # nobody left: nothing to resume
     assert resumed == ["second", "first"]
+    assert not g.full
+
+
+def test_the_slot_freed_for_a_resumed_connection_is_kept_for_its_next_request():
+    g = full(gate())
+    resumed: list[str] = []
+    withdraw = hold(g, resumed, "held")
+    g.release(0)
+    assert resumed == ["held"]
+    # Until the resumed connection's request arrives, any other request is refused: the
+    # resumed one would otherwise be refused again, its body read twice for nothing.
+    assert g.full
+    refused = g.early_answer(b"POST", b"/encode", SIZED, False)
+    assert refused is not None
+    assert refused.status == 503
+    withdraw(True)
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) == Admitted(14)
+
+
+def test_a_kept_slot_not_taken_in_time_goes_to_the_next_held_connection():
+    g = full(gate())
+    resumed: list[str] = []
+    hold(g, resumed, "older")
+    withdraw = hold(g, resumed, "newer")
+    g.release(0)
+    assert resumed == ["newer"]
+    withdraw(False)  # it sent nothing while its slot was kept (or it closed)
+    assert resumed == ["newer", "older"]
+    assert g.full  # the slot is kept for "older" now
 
 
 def test_a_request_held_until_its_hold_ran_out_yields_a_free_slot_to_a_newer_one():
     g = full(gate())
     resumed: list[str] = []
-    hold(g, resumed, "newer")
+    withdraw = hold(g, resumed, "newer")
     g.in_flight = 0  # a slot is free, and a newer request still waits
     stale = g.early_answer(b"POST", b"/encode", SIZED, True)
     assert stale is not None
     assert stale.status == 503
     assert resumed == ["newer"]
+    withdraw(True)
     # With nobody waiting, the same request is admitted.
-    assert g.early_answer(b"POST", b"/encode", SIZED, True) is None
+    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
 
 
 def test_a_parameterised_route_is_refused_in_its_protocols_dialect():
@@ -156,19 +229,47 @@ def test_a_held_out_request_is_admitted_when_no_newer_connection_still_waits():
     resumed: list[str] = []
     withdraw = hold(g, resumed, "gone")
     hold(g, resumed, "closed", alive=False)
-    withdraw()  # its hold ended another way (or it closed): the gate forgets it
+    withdraw(False)  # its hold ended another way (or it closed): the gate forgets it
     g.in_flight = 0
     # An idle worker never refuses: nobody newer is waiting for the free slot.
-    assert g.early_answer(b"POST", b"/encode", SIZED, True) is None
+    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
     assert resumed == []
+
+
+def test_a_held_connection_is_resumed_only_within_the_first_half_of_its_hold():
+    g = full(gate(max_in_flight=2, retry_after=1))
+    resumed: list[str] = []
+    hold(g, resumed, "old")
+    time.sleep(0.6)  # past half of the 1 s hold: resumed now, it would carry that wait
+    g.release(0)
+    assert resumed == []
+    # A held-out request on a busy worker yields to the connections still waiting (they
+    # will be refused when their own holds run out); an idle worker admits it.
+    stale = g.early_answer(b"POST", b"/encode", SIZED, True)
+    assert stale is not None
+    assert stale.status == 503
+    g.in_flight = 0
+    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
+
+
+def test_a_held_connection_is_resumed_only_when_a_body_like_its_last_fits():
+    g = gate(max_in_flight=8, max_bytes=20)
+    resumed: list[str] = []
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) == Admitted(14)
+    hold(g, resumed, "second")  # 14 + 14 > 20: refused and held
+    g.release(0)  # a slot frees, but the bytes of the one in progress remain
+    assert resumed == []
+    g.release(14)
+    assert resumed == ["second"]
+    assert not g.fits(14)  # its room is kept until its request arrives
 
 
 def test_withdrawn_connections_are_not_kept():
     g = full(gate())
     resumed: list[str] = []
     for i in range(1000):
-        hold(g, resumed, f"c{i}")()  # each withdraws at once, as a hold that ends by itself
-    g.release()  # nothing to resume: every connection withdrew
+        hold(g, resumed, f"c{i}")(False)  # each withdraws at once, as a hold that ends itself
+    g.release(0)  # nothing to resume: every connection withdrew
     assert resumed == []
 
 
@@ -177,7 +278,7 @@ def test_a_connection_held_after_a_slot_freed_goes_on_at_once():
     answer = g.early_answer(b"POST", b"/encode", SIZED, False)
     assert answer is not None
     assert answer.wait is not None
-    g.release()  # the slot frees while the refused request's body still arrives
+    g.release(0)  # the slot frees while the refused request's body still arrives
     resumed: list[str] = []
     answer.wait(lambda: resumed.append("at once") is None)
     assert resumed == ["at once"]
