@@ -224,7 +224,9 @@ class AdmissionGate:
             [(b"x-request-id", request_id.encode()), *refusal_headers],
             body,
             hold_s=self._hold_s,
-            wait=functools.partial(self._wait, body_bytes),
+            # Counted from now: the client sends its next request once it has this answer,
+            # and the refused body may take a while to be read.
+            wait=functools.partial(self._wait, body_bytes, time.monotonic() + self._wake_within_s),
         )
 
     def _answerable_body(self, headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -239,12 +241,12 @@ class AdmissionGate:
             return None
         return declared
 
-    def _wait(self, body_bytes: int, resume: Resume) -> Withdraw:
+    def _wait(self, body_bytes: int, wake_by: float, resume: Resume) -> Withdraw:
         """Hold a refused connection; its next request is taken to be as large as the refused
-        one (`body_bytes`)."""
+        one (`body_bytes`), and it is resumed only before `wake_by` (`time.monotonic()`)."""
         key = self._next_key
         self._next_key += 1
-        waiter = _Waiter(resume, body_bytes, time.monotonic() + self._wake_within_s)
+        waiter = _Waiter(resume, body_bytes, wake_by)
         self._waiting[key] = waiter
         # Room may have freed while the refused request's body was still arriving: nothing
         # else would wake this connection then.

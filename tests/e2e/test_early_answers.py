@@ -184,24 +184,17 @@ def test_a_body_that_would_pass_the_bytes_in_flight_bound_is_refused_from_its_he
         **{**ENV, "VAE_MAX_IN_FLIGHT": "8", "VAE_MAX_BODY_BYTES_IN_FLIGHT": str(bound)}
     )
     raw = request("/encode")
-    split = raw.index(b"\r\n\r\n") + 4
-    holder = connect(server, timeout=LIVENESS_S)
-    holder.sendall(raw[:split])  # its declared body now counts, though none of it has come
-    for _ in range(50):  # until the server has read the holder's head
-        if status_of_one_request(server) == 503:
-            break
-    else:
-        raise AssertionError("the held body's bytes were never counted")
-    refused_sock, refused = ask(server, raw)
-    assert refused.status == 503
-    assert refused.headers["retry-after"] == "60"
-    assert orjson.loads(refused.body)["error"]["code"] == "overloaded"
-    holder.sendall(raw[split:])
-    served = read_answer(holder)
-    assert served is not None
-    assert served.status == 200
-    holder.close()
-    refused_sock.close()
+    # The holder's declared body counts from its head on, though none of it has come.
+    with slot_taken(server) as holder:
+        refused_sock, refused = ask(server, raw)
+        assert refused.status == 503
+        assert refused.headers["retry-after"] == "60"
+        assert orjson.loads(refused.body)["error"]["code"] == "overloaded"
+        holder.sendall(raw[raw.index(b"\r\n\r\n") + 4 :])
+        served = read_answer(holder)
+        assert served is not None
+        assert served.status == 200
+        refused_sock.close()
     assert status_of_one_request(server) == 200  # its bytes were given back
 
 
