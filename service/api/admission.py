@@ -29,6 +29,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import functools
+import itertools
 import logging
 import re
 import sys
@@ -67,6 +68,8 @@ SHED_MESSAGE = "too many requests in progress; retry later"
 # once per burst, so a short pause between bursts does not trim.
 TRIM_AFTER_IN_FLIGHT = 64
 TRIM_DELAY_S = 1.0
+# Held connections looked at, newest first, for one to resume (bounds the work per release).
+_WAKE_SCAN = 16
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -125,9 +128,10 @@ class AdmissionGate:
             for route in routes
             if "{" in route
         ]
-        # Connections refused early whose next request the server holds back: each slot freed
-        # resumes the newest (a held request is read when it can be admitted, and the newest
-        # has waited least: under overload, serving newest first keeps latency low).
+        # Connections refused early whose next request the server holds back: room freed
+        # resumes the newest still within its wake window whose body would fit (a held request
+        # is read when it can be admitted, and the newest has waited least: under overload,
+        # serving newest first keeps latency low).
         self._waiting: OrderedDict[int, _Waiter] = OrderedDict()
         # Slots kept for resumed connections until their next request arrives: otherwise
         # whichever request is read first takes the slot, the resumed one is refused again,
@@ -138,8 +142,9 @@ class AdmissionGate:
         self._hold_s = float(retry_after)
         # A held request is resumed only within the first half of its hold: one resumed later
         # would be admitted after waiting about as long as the client was told to wait, so its
-        # latency would be the hold's, not the server's. Older ones are refused when their hold
-        # runs out, as the client was told to expect.
+        # latency would be the hold's, not the server's. Older ones are read when their hold
+        # runs out: refused on a busy worker while others wait, as the client was told to
+        # expect, admitted otherwise.
         self._wake_within_s = self._hold_s / 2
         # Every refusal of a route is the same answer (in its protocol's error dialect): its
         # bytes are made once.
@@ -271,23 +276,33 @@ class AdmissionGate:
         self._wake()
 
     def _wake(self) -> bool:
-        """Resume the newest held connection still open if its next request fits, keeping
-        room for that request; False when none was resumed."""
+        """Resume the newest held connection still open and within its wake window if its next
+        request fits, keeping room for that request; False when none was resumed."""
         waiting = self._waiting
-        while waiting:
-            key, waiter = waiting.popitem(last=True)
-            if waiter.wake_by < time.monotonic():
-                waiting[key] = waiter  # back in its place: the newest, and all are too old
+        while True:
+            now = time.monotonic()
+            # The newest within its window, among the newest few: a slow refused body can put
+            # an entry past its window above ones still within theirs. Those past it stay
+            # listed (a held-out request yields to them) until their own hold runs out.
+            found = next(
+                (
+                    (key, waiter)
+                    for key, waiter in itertools.islice(reversed(waiting.items()), _WAKE_SCAN)
+                    if waiter.wake_by >= now
+                ),
+                None,
+            )
+            if found is None:
                 return False
+            key, waiter = found
             if not self.fits(waiter.body_bytes):
-                waiting[key] = waiter  # back in its place: still the newest
                 return False
+            del waiting[key]
             if waiter.resume():
                 waiter.claimed = True
                 self.reserved += 1
                 self.reserved_bytes += waiter.body_bytes
                 return True
-        return False
 
 
 class _Waiter:

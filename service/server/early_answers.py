@@ -27,14 +27,15 @@ from typing import NamedTuple
 EARLY_ANSWER_KEY = "service.early_answer"
 
 # Called by the app once a slot is free, which it then keeps for the resumed connection's next
-# request; True when it resumed a connection (False: the connection is gone or was resumed
-# already, so the app wakes the next one).
+# request; True when it resumed a connection (False: the connection is gone or closing, so the
+# app wakes the next one).
 Resume = Callable[[], bool]
 # Given to the app with a Resume; the server calls it once, when the connection stops waiting:
-# with True when its next request has arrived after a resume (it takes the slot kept for it),
-# with False otherwise (the hold ended another way, the connection closed, or a resumed
-# connection sent nothing in time: a kept slot goes back). So the app keeps no callbacks, and
-# no slots, for connections that no longer wait.
+# with True when its next request's head has arrived (a slot kept for it after a resume is
+# released just before the hook decides on that request), with False otherwise (the hold ended
+# another way, the connection closed, or a resumed connection sent nothing in time: a kept
+# slot goes back). So the app keeps no callbacks, and no slots, for connections that no
+# longer wait.
 Withdraw = Callable[[bool], None]
 
 

@@ -65,8 +65,8 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # the kernel send a reset, which can destroy the answer before the client reads it.
 LINGER_S = 1.0
 LINGER_MAX_BYTES = 1 << 20
-# A connection resumed by the app (a slot kept for it) that has sent nothing after this long
-# gives the slot back; its client honours Retry-After, or has stopped.
+# A connection resumed by the app (a slot kept for it) with nothing unread in its socket after
+# this long gives the slot back; its client honours Retry-After, or has stopped.
 CLAIM_S = 0.25
 # On shutdown an idle keep-alive connection stays open this long (at most the keep-alive
 # timeout) in case a request is already on its way: the client has not been told to close.

@@ -243,13 +243,28 @@ def test_a_held_connection_is_resumed_only_within_the_first_half_of_its_hold():
     time.sleep(0.6)  # past half of the 1 s hold: resumed now, it would carry that wait
     g.release(0)
     assert resumed == []
-    # A held-out request on a busy worker yields to the connections still waiting (they
-    # will be refused when their own holds run out); an idle worker admits it.
+    # A held-out request on a busy worker yields to the connections still waiting; an idle
+    # worker admits it.
     stale = g.early_answer(b"POST", b"/encode", SIZED, True)
     assert stale is not None
     assert stale.status == 503
     g.in_flight = 0
     assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
+
+
+def test_a_newer_waiter_past_its_window_does_not_stop_an_older_one_being_resumed():
+    g = full(gate(max_in_flight=2, retry_after=1))
+    resumed: list[str] = []
+    slow = g.early_answer(b"POST", b"/encode", SIZED, False)  # its body will take a while
+    assert slow is not None
+    assert slow.wait is not None
+    time.sleep(0.3)
+    quick = hold(g, resumed, "quick")  # refused later, its body read at once
+    time.sleep(0.3)  # "slow" is past its window when its body has finally been read
+    slow.wait(lambda: resumed.append("slow") is None)
+    g.release(0)
+    assert resumed == ["quick"]
+    quick(True)
 
 
 def test_a_held_connection_is_resumed_only_when_a_body_like_its_last_fits():
