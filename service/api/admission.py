@@ -13,10 +13,10 @@ The bound itself lives in `AdmissionGate`, shared by the middleware and the serv
 server asks the gate (`AdmissionGate.early_answer`, its `EarlyAnswerHook`) while it reads a
 request's head; a refusal then costs no request cycle at all, and an admission takes its slot
 at once (the middleware's check runs only when the request's task starts, after other heads
-read in the same loop iteration). The middleware still refuses
-whatever the server leaves to it (a request pipelined behind one in progress, a CORS request,
-a body of undeclared length or over the limit, an unusual spelling of the path), with the same
-answer where the app would give one.
+read in the same loop iteration). The middleware still admits or refuses whatever the server
+leaves to it (a request pipelined behind one in progress, a CORS request, a body of
+undeclared length or over the limit, an unusual spelling of the path), with the same answer
+where the app would give one.
 
 The runtime's own bound (rows queued per graph, `MicroBatcher`) raises `Overloaded`, answered
 with the same status, code and `Retry-After` by `service.api.errors`. Probes, `/metrics`,

@@ -65,8 +65,8 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # the kernel send a reset, which can destroy the answer before the client reads it.
 LINGER_S = 1.0
 LINGER_MAX_BYTES = 1 << 20
-# A connection resumed by the app (a slot kept for it) with nothing unread in its socket after
-# this long gives the slot back; its client honours Retry-After, or has stopped.
+# A connection resumed by the app (a slot kept for it) that has begun no request after this
+# long gives the slot back; its client honours Retry-After, or has stopped.
 CLAIM_S = 0.25
 # On shutdown an idle keep-alive connection stays open this long (at most the keep-alive
 # timeout) in case a request is already on its way: the client has not been told to close.
@@ -290,7 +290,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # still in progress).
             self._end_hold(arrived=True)
             self.flow.resume_reading()
-        if early is not None and not self._draining:
+        # Not with uvicorn's own concurrency limit: it may swap the app for its 503 after the
+        # hook admitted the request, and the app would never give the slot back.
+        if early is not None and not self._draining and self.limit_concurrency is None:
             cycle = self.cycle
             parser = self.parser
             if (
@@ -376,7 +378,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def _claim_ran_out(self) -> None:
-        if _bytes_waiting(self.transport):  # sent, not read yet: the loop is busy
+        # A head begun (read into the parser) or bytes still in the socket: the request is
+        # on its way, and the loop busy.
+        if self._phase == _HEAD or _bytes_waiting(self.transport):
             self._hold_timer = self.loop.call_later(CLAIM_S, self._claim_ran_out)
         else:  # nothing sent (a client that honours Retry-After): the slot goes to another
             self._end_hold()
