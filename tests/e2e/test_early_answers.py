@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -198,6 +199,21 @@ def test_a_body_that_would_pass_the_bytes_in_flight_bound_is_refused(
     # Its bytes were given back (a refused probe's held connection may hold the room for a
     # moment: closed by its client, it is resumed before the server reads its end).
     assert any(status_of_one_request(server) == 200 for _ in range(50))
+
+
+def test_a_slot_kept_for_a_resumed_connection_that_sends_nothing_goes_back(one_slot):
+    with slot_taken(one_slot):
+        quiet, refused = ask(one_slot, request("/encode"))  # honours Retry-After: sends nothing
+        assert refused.status == 503
+    # The holder closed: its slot is kept for `quiet`, the newest held connection, which sends
+    # nothing; the slot goes back long before quiet's 60 s hold runs out, and before its idle
+    # keep-alive connection would be closed (5 s), which would also give the slot back.
+    deadline = time.monotonic() + 2.5
+    while status_of_one_request(one_slot) != 200:
+        assert time.monotonic() < deadline, "the slot kept for a quiet connection never came back"
+        time.sleep(0.05)
+    assert not has_answer(quiet)
+    quiet.close()
 
 
 def test_a_request_held_until_its_hold_ran_out_is_served_by_an_idle_server(server_factory):

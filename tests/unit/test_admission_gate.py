@@ -5,6 +5,7 @@ hold ran out yields to the others on a busy worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -297,3 +298,22 @@ def test_a_connection_held_after_a_slot_freed_goes_on_at_once():
     resumed: list[str] = []
     answer.wait(lambda: resumed.append("at once") is None)
     assert resumed == ["at once"]
+
+
+def test_the_middleware_takes_no_second_slot_for_a_request_admitted_from_its_head():
+    from service.api.admission import Admission
+    from service.server.early_answers import ADMITTED_KEY
+
+    g = gate(max_in_flight=1)
+    admitted = g.early_answer(b"POST", b"/encode", SIZED, False)
+    assert admitted == Admitted(14)
+    seen: list[tuple[int, int]] = []
+
+    async def app(scope, receive, send):
+        seen.append((g.in_flight, g.body_bytes_in_flight))
+
+    middleware = Admission(app, gate=g, request_timeout=0)
+    scope = {"type": "http", "path": "/encode", "headers": list(SIZED), ADMITTED_KEY: admitted}
+    asyncio.run(middleware(scope, None, None))
+    assert seen == [(1, 14)]  # served in its own slot, though the gate is full
+    assert (g.in_flight, g.body_bytes_in_flight) == (0, 0)  # and that slot given back
