@@ -44,6 +44,8 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.server import direct_reads
+from service.server.direct_reads import KernelSkip
 from service.server.early_answers import (
     ADMITTED_KEY,
     EARLY_ANSWER_KEY,
@@ -115,6 +117,24 @@ def _bytes_waiting(transport: asyncio.Transport) -> bool:
         return True
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length a request head declares, or -1 (chunked, or none)."""
+    length = -1
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return -1
+        if name == b"content-length":
+            length = int(value)  # the parser has checked it
+    return length
+
+
+def _new_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
+    """A request parser as uvicorn makes one for a new connection."""
+    parser = httptools.HttpRequestParser(protocol)
+    parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    return parser
+
+
 class _DropCancelledTracebacks(logging.Filter):
     """uvicorn cancels the requests still running at the grace deadline and logs each one's
     `CancelledError` with a traceback at error level; it also logs the count in one line, so
@@ -154,6 +174,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         "_held_out",
         "_hold_timer",
         "_phase",
+        "_skip",
+        "_skipper",
         "_time",
         "_timer",
         "_timer_at",
@@ -184,6 +206,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._drain_timers: list[asyncio.TimerHandle] = []
         self._early_answer = app_state.get(EARLY_ANSWER_KEY)
         self._early: EarlyAnswer | None = None  # the request being read was answered early
+        self._skip = -1  # its body bytes not read yet (-1: not known)
+        self._skipper: KernelSkip | None = None  # dropping them in the kernel
         # Set while the next request is held back, or, once the app resumed the connection,
         # while the slot the app keeps for it waits for that request.
         self._hold_timer: asyncio.TimerHandle | None = None
@@ -211,6 +235,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._skipper is not None:
+            self._skipper.stop()
+            self._skipper = None
         self._end_hold()
         for timer in self._drain_timers:
             timer.cancel()
@@ -255,6 +282,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # one read beyond the limit is ever parsed, so memory and CPU stay bounded).
         if self._phase == _HEAD and self._head_bytes > self.limits.max_header_bytes:
             self._refuse_head()
+        elif self._early is not None and self._skip >= direct_reads.MIN_SKIP_BYTES:
+            self._skip_body()
 
     def handle_websocket_upgrade(self) -> None:
         # The connection is the WebSocket protocol's from now on: no deadline of ours.
@@ -306,6 +335,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self.scope[ADMITTED_KEY] = answer  # type: ignore[literal-required]
                 elif answer is not None:
                     self._early = answer
+                    self._skip = _content_length(self.headers)
                     default_headers = self.server_state.default_headers
                     self.transport.write(keep_alive_answer(answer, default_headers))
                     return
@@ -315,12 +345,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         # uvicorn's on_body, inlined (as on_message_complete), plus dropping a refused body.
+        if self._early is not None:
+            self._skip -= len(body)
+            return
         cycle = self.cycle
-        if (
-            self._early is not None
-            or (self.parser.should_upgrade() and self._should_upgrade())
-            or cycle.response_complete
-        ):
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
         cycle.body += body
         if len(cycle.body) > HIGH_WATER_LIMIT:
@@ -351,6 +380,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # Early answers
 
+    def _skip_body(self) -> None:
+        """Drop the rest of an early-answered body in the kernel, not through the parser."""
+        skipper = KernelSkip.start(self.loop, self.transport, self._skip, self._body_skipped)
+        if skipper is not None:
+            self._skipper = skipper
+            self.flow.pause_reading()
+
+    def _body_skipped(self, complete: bool) -> None:
+        self._skipper = None
+        if not complete:  # the client closed or reset the connection
+            self.transport.close()
+            return
+        # The parser never saw the body's end: a fresh one starts at the next request.
+        self.parser = _new_parser(self)
+        self.on_message_complete()
+        if self._hold_timer is None and not self.transport.is_closing():
+            self.flow.resume_reading()  # else held, or already resumed by the app
+
     def _hold(self, seconds: float, wait: Callable[[Resume], Withdraw]) -> None:
         """Read nothing more until the app resumes this connection or `seconds` pass."""
         self._end_hold()
@@ -363,7 +410,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _hold_ran_out(self) -> None:
         self._hold_timer = None
-        self._held_out = self._read_held()
+        self._held_out = True  # before the read: its head may be decided within it
+        if not self._read_held():
+            self._held_out = False
 
     def _resumed(self) -> bool:
         """The app resumes this connection and keeps a slot for its next request (True), until
@@ -390,9 +439,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._withdraw is None or self.transport.is_closing():
             return False
         self._end_hold()
-        self.flow.resume_reading()
         self._await_next_request()
+        self._read_head_first()
         return True
+
+    def _read_head_first(self) -> None:
+        """Resume reading with the next request's head alone, read at once: a request held
+        until its hold ran out is likely refused, and its body then need not be read."""
+        data = direct_reads.read_now(self.transport, direct_reads.HEAD_READ_BYTES)
+        flow = self.flow
+        if data:
+            flow.read_paused = False  # the transport stays paused unless nothing pauses it
+            self.data_received(data)  # the usual path, as if the transport had read it
+            if flow.read_paused or self.transport.is_closing():
+                return
+        flow.read_paused = True  # so that resume_reading resumes the transport
+        flow.resume_reading()
 
     def _end_hold(self, *, arrived: bool = False) -> None:
         """Forget the hold: its timer, and its place among the app's waiting connections or
@@ -433,7 +495,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == _IDLE or self._discarded >= 0 or self.transport.is_closing():
             return
         now = self.loop.time()
-        if self.flow.read_paused:
+        if self.flow.read_paused and self._skipper is None:
             # The server holds off reading (the app has not taken the body yet, or a request is
             # pipelined behind one in progress): not the client's delay.
             self._deadline = max(self._deadline, now + self.limits.body_timeout)
@@ -497,6 +559,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._discarded = 0
         if self._timer is not None:
             self._timer.cancel()
+        if self._skipper is not None:
+            self._skipper.stop()
+            self._skipper = None
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the client sees the end of our answer now
         self.flow.resume_reading()

@@ -58,30 +58,41 @@ def has_answer(sock: socket.socket) -> bool:
 
 
 @contextmanager
-def slot_taken(server: Server) -> Iterator[socket.socket]:
-    """The one slot held by a request whose headers are in and whose body is not; closing it
-    (or sending the body) frees the slot."""
+def slots_taken(server: Server, count: int = 1) -> Iterator[list[socket.socket]]:
+    """The server's `count` slots each held by a request whose headers are in and whose body
+    is not; closing one (or sending its body) frees its slot."""
+    raw = request("/encode")
     for _ in range(20):
         # The previous test's slot is freed once the server has seen its connection close.
         while status_of_one_request(server) != 200:
             pass
-        holder = connect(server, timeout=LIVENESS_S)
-        raw = request("/encode")
-        holder.sendall(raw[: raw.index(b"\r\n\r\n") + 4])
+        holders = []
+        for _ in range(count):
+            holders.append(holder := connect(server, timeout=LIVENESS_S))
+            holder.sendall(raw[: raw.index(b"\r\n\r\n") + 4])
         # Taken once another request is refused; unless a request that has not finished
-        # yet (a probe) held the slot when the holder's head arrived, and it was refused.
+        # yet (a probe) held a slot when a holder's head arrived, and it was refused.
         for _ in range(50):
             if status_of_one_request(server) == 503:
                 break
-        if not has_answer(holder) and status_of_one_request(server) == 503:
+        if not any(has_answer(h) for h in holders) and status_of_one_request(server) == 503:
             break
-        holder.close()
+        for holder in holders:
+            holder.close()
     else:
-        raise AssertionError("a held request never took the slot")
+        raise AssertionError("held requests never took the slots")
     try:
-        yield holder
+        yield holders
     finally:
-        holder.close()
+        for holder in holders:
+            holder.close()
+
+
+@contextmanager
+def slot_taken(server: Server) -> Iterator[socket.socket]:
+    """The one slot of a server with one, as `slots_taken`."""
+    with slots_taken(server) as (holder,):
+        yield holder
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +245,31 @@ def test_a_request_held_until_its_hold_ran_out_is_served_by_an_idle_server(serve
     quiet.close()
 
 
+def test_a_request_held_until_its_hold_ran_out_is_refused_while_others_wait(server_factory):
+    """Found in review of the head-first read of a held request: the request was decided
+    before it was marked as held out, so a busy worker admitted it after its whole hold."""
+    server = server_factory(**{**ENV, "VAE_MAX_IN_FLIGHT": "2", "VAE_RETRY_AFTER": "4"})
+    with slots_taken(server, 2) as (_, other):
+        waiters = []
+        for _ in range(2):
+            sock, refused = ask(server, request("/encode"))
+            assert refused.status == 503
+            # At once, ignoring Retry-After: held back. Large: once refused, it is dropped.
+            sock.sendall(request("/encode", body=LARGE_BODY))
+            waiters.append(sock)
+        time.sleep(3)  # past their wake windows (the first half of their 4 s holds)
+        other.sendall(BODY)  # a slot frees, and no held connection may be resumed
+        assert (done := read_answer(other)) is not None
+        assert done.status == 200
+        # The first hold runs out: its request is read while the other connection waits and
+        # a request is in flight.
+        held_out = read_answer(waiters[0])
+        for sock in waiters:
+            sock.close()
+    assert held_out is not None
+    assert held_out.status == 503
+
+
 def test_a_pipelined_request_behind_a_refused_one_is_answered_in_order(one_slot):
     with slot_taken(one_slot):
         sock = connect(one_slot, timeout=LIVENESS_S)
@@ -294,3 +330,76 @@ def test_a_request_arriving_with_the_tail_of_a_refused_one_is_read_in_full(one_s
     assert len(answers) == 3, f"the connection stopped reading after {len(answers)} answers"
     assert answers[0].status == 503
     assert {a.status for a in answers[1:]} <= {200, 503}
+
+
+# A refused body this large arriving after its head is dropped in the kernel
+# (service.server.kernel_skip), not read through the parser.
+LARGE_BODY = orjson.dumps({"images": [[0.25] * 784] * 64, "seed": 3})
+
+
+def send_in_parts(sock: socket.socket, data: bytes, parts: int = 4) -> None:
+    """`data` in separate reads of the server (a pause between parts)."""
+    step = -(-len(data) // parts)
+    for start in range(0, len(data), step):
+        sock.sendall(data[start : start + step])
+        time.sleep(0.05)
+
+
+def test_a_large_refused_body_is_dropped_exactly_up_to_the_next_request(one_slot):
+    raw = request("/encode", body=LARGE_BODY)
+    split = raw.index(b"\r\n\r\n") + 4
+    with slot_taken(one_slot) as holder:
+        sock = connect(one_slot, timeout=LIVENESS_S)
+        sock.sendall(raw[:split])
+        refused = read_answer(sock)  # from the head alone: the whole body is still to come
+        assert refused is not None
+        assert refused.status == 503
+        # The body's last part and the next request in one read: one byte dropped too many
+        # or too few and the next request is lost or unparseable.
+        send_in_parts(sock, raw[split:-1000])
+        sock.sendall(raw[-1000:] + request("/encode"))
+        holder.sendall(BODY)  # frees the slot: the held request is read
+        assert (first := read_answer(holder)) is not None
+        served = read_answer(sock)
+    assert served is not None, "the request after the dropped body was never answered"
+    assert served.status == 200
+    assert orjson.loads(served.body)["z"] == orjson.loads(first.body)["z"]
+    sock.close()
+
+
+def test_a_client_gone_in_the_middle_of_a_large_refused_body_costs_nothing(one_slot):
+    raw = request("/encode", body=LARGE_BODY)
+    split = raw.index(b"\r\n\r\n") + 4
+    with slot_taken(one_slot):
+        for _ in range(3):
+            sock = connect(one_slot, timeout=LIVENESS_S)
+            sock.sendall(raw[:split])
+            assert (refused := read_answer(sock)) is not None
+            assert refused.status == 503
+            send_in_parts(sock, raw[split : split + 100_000], parts=2)
+            sock.close()
+    # The slot came back and nothing was kept for the closed connections.
+    deadline = time.monotonic() + LIVENESS_S
+    while status_of_one_request(one_slot) != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "Traceback" not in one_slot.log()
+
+
+def test_a_large_refused_body_that_stops_arriving_meets_the_body_timeout(server_factory):
+    server = server_factory(**ENV, VAE_BODY_TIMEOUT="1")
+    raw = request("/encode", body=LARGE_BODY)
+    split = raw.index(b"\r\n\r\n") + 4
+    with slot_taken(server):
+        sock = connect(server, timeout=LIVENESS_S)
+        sock.sendall(raw[:split])
+        assert (refused := read_answer(sock)) is not None
+        assert refused.status == 503
+        send_in_parts(sock, raw[split : split + 100_000], parts=2)
+        # The rest never comes: 408 and a close, before the socket's 30 s timeout (the
+        # deadline is not suspended while the body is being dropped).
+        late = read_answer(sock)
+        assert late is not None
+        assert late.status == 408
+        assert sock.recv(1) == b""
+    sock.close()
