@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, service: VAEService | None = No
         max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after,
+        early_retry_hold=settings.early_retry_hold,
         metrics=metrics,
         access_log=settings.access_log,
         cors=bool(settings.cors_origin_list),

@@ -129,8 +129,8 @@ class Settings(BaseSettings):
         "`/interpolate`) one worker holds at once, from their headers to their answer; one "
         "more is answered 503 (`overloaded`, with `Retry-After`) at once, before its body is "
         "read, and its connection's next request is not read until a slot is free or "
-        "`VAE_RETRY_AFTER` has passed. Probes, `/metrics`, `/model` and the docs are never "
-        "refused (0 = no bound).",
+        "`VAE_RETRY_AFTER` has passed (`VAE_EARLY_RETRY_HOLD` if it was sent sooner). Probes, "
+        "`/metrics`, `/model` and the docs are never refused (0 = no bound).",
     )
     max_body_bytes_in_flight: int = Field(
         16 * 1024 * 1024,
@@ -159,6 +159,16 @@ class Settings(BaseSettings):
         1,
         ge=1,
         description="Seconds in the `Retry-After` header of a 503 `overloaded` answer.",
+    )
+    early_retry_hold: float = Field(
+        3.0,
+        ge=0,
+        description="Seconds after a 503 `overloaded` answer before the next request on its "
+        "connection is read, when that request was sent before `Retry-After` had passed (the "
+        "client did not wait): unless room frees within the first half of `Retry-After`, it "
+        "is then answered 503 again. A client that ignores `Retry-After` so costs the worker "
+        "one refusal per this period, not one per `Retry-After`. Below `VAE_RETRY_AFTER` "
+        "counts as `VAE_RETRY_AFTER`.",
     )
 
     # Server

@@ -70,6 +70,8 @@ TRIM_AFTER_IN_FLIGHT = 64
 TRIM_DELAY_S = 1.0
 # Held connections looked at, newest first, for one to resume (bounds the work per release).
 _WAKE_SCAN = 16
+# A held connection's socket is looked at after this share of Retry-After (see _hold_s).
+_POLITE_SHARE = 0.9
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -107,6 +109,7 @@ class AdmissionGate:
         max_body_bytes_in_flight: int,
         max_body_bytes: int,
         retry_after: int,
+        early_retry_hold: float,
         metrics: Metrics,
         access_log: bool,
         cors: bool,
@@ -139,13 +142,18 @@ class AdmissionGate:
         self.reserved = 0
         self.reserved_bytes = 0
         self._next_key = 0
-        self._hold_s = float(retry_after)
-        # A held request is resumed only within the first half of its hold: one resumed later
-        # would be admitted after waiting about as long as the client was told to wait, so its
-        # latency would be the hold's, not the server's. Older ones are read when their hold
-        # runs out: refused on a busy worker while others wait, as the client was told to
-        # expect, admitted otherwise.
-        self._wake_within_s = self._hold_s / 2
+        # A held connection is read once its client's Retry-After has about passed (a request
+        # that comes later is a new one); one whose next request came before that (its client
+        # did not wait) is held until `early_retry_hold`, so such a client costs one refusal
+        # per that period. The server looks just before Retry-After ends: a client that
+        # waited cannot have sent yet.
+        self._hold_s = retry_after * _POLITE_SHARE
+        self._early_retry_hold_s = max(float(retry_after), early_retry_hold)
+        # A held request is resumed only within the first half of Retry-After: one resumed
+        # later would be admitted after waiting about as long as the client was told to wait,
+        # so its latency would be the hold's, not the server's. One held until its hold ran
+        # out is refused, as its client was told to expect (its retry is a new request).
+        self._wake_within_s = retry_after / 2
         # Every refusal of a route is the same answer (in its protocol's error dialect): its
         # bytes are made once.
         retry = [
@@ -207,13 +215,9 @@ class AdmissionGate:
         body_bytes = self._answerable_body(headers)
         if body_bytes is None:
             return None
-        # A request held until its hold ran out is admitted only by an idle worker or when no
-        # other connection waits: admitted, it would carry a whole hold in its latency. The
-        # room goes to the newest held connection if it has waited less, else to the next
-        # new request; the held-out one is refused, as its client was told to expect.
-        if self.fits(body_bytes) and not (
-            held_out and (self._wake() or (self._waiting and self.in_flight))
-        ):
+        # A request held until its hold ran out is refused: admitted, it would carry the whole
+        # hold in its latency. Its client retries at once, as a new request.
+        if not held_out and self.fits(body_bytes):
             self.take(body_bytes)
             return Admitted(body_bytes)
         request_id = request_id_of(headers)
@@ -229,6 +233,7 @@ class AdmissionGate:
             [(b"x-request-id", request_id.encode()), *refusal_headers],
             body,
             hold_s=self._hold_s,
+            early_retry_hold_s=self._early_retry_hold_s,
             # Counted from now: the client sends its next request once it has this answer,
             # and the refused body may take a while to be read.
             wait=functools.partial(self._wait, body_bytes, time.monotonic() + self._wake_within_s),

@@ -5,9 +5,10 @@ Under a flood of clients that resend as soon as they are refused, a refusal thro
 stack costs a task, the middleware and the app's response machinery: as much CPU as a small
 admitted request, taken from the requests being served. Answered here it costs a few
 microseconds; and because such a client's next request would only be refused again, the
-server does not read it until the app says a slot is free (`EarlyAnswer.wait`) or
-`EarlyAnswer.hold_s` has passed. The waiting request costs nothing but kernel buffer space,
-and the event loop stays short, so probes and admitted requests keep their pace.
+server does not read it until the app says a slot is free (`EarlyAnswer.wait`) or the hold
+has passed (longer for a client that did not wait for `Retry-After`). The waiting request
+costs nothing but kernel buffer space, and the event loop stays short, so probes and admitted
+requests keep their pace.
 
 The app puts an `EarlyAnswerHook` in its lifespan state under `EARLY_ANSWER_KEY` (uvicorn
 hands that state to the protocol); the protocol calls it once per request head, when no other
@@ -44,8 +45,11 @@ class EarlyAnswer(NamedTuple):
     headers: list[tuple[bytes, bytes]]  # lower-case names, Content-Length included
     body: bytes
     # Once the refused request's body has been read, the connection's next request is read
-    # only when the app calls the `Resume` given to `wait`, or after `hold_s` seconds.
+    # only when the app calls the `Resume` given to `wait`, or once `hold_s` seconds have
+    # passed since this answer if that request has not arrived by then; if it has (its
+    # client did not wait for Retry-After), once `early_retry_hold_s` have.
     hold_s: float = 0.0
+    early_retry_hold_s: float = 0.0
     wait: Callable[[Resume], Withdraw] | None = None
 
 
@@ -63,7 +67,8 @@ class Admitted(NamedTuple):
 ADMITTED_KEY = "service.admitted"
 
 # (method, request target as sent, header fields with lower-case names, whether the request
-# was held back until the hold ran out) -> an answer, an admission, or None (left to the app)
+# was sent before its connection's last refusal's Retry-After had passed and held until its
+# hold ran out) -> an answer, an admission, or None (left to the app)
 EarlyAnswerHook = Callable[
     [bytes, bytes, list[tuple[bytes, bytes]], bool], EarlyAnswer | Admitted | None
 ]

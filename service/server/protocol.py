@@ -164,12 +164,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # instance dict, and past 30 CPython 3.11 stops sharing the dict's keys, which makes every
     # attribute access of uvicorn's own per-request code slower (~3% of a trivial request).
     __slots__ = (
+        "_answered_at",
         "_deadline",
         "_discarded",
         "_drain_timers",
         "_draining",
         "_early",
         "_early_answer",
+        "_early_retry_at",
         "_head_bytes",
         "_held_out",
         "_hold_timer",
@@ -206,6 +208,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._drain_timers: list[asyncio.TimerHandle] = []
         self._early_answer = app_state.get(EARLY_ANSWER_KEY)
         self._early: EarlyAnswer | None = None  # the request being read was answered early
+        self._answered_at = 0.0  # when (loop time); the holds count from then
+        self._early_retry_at = 0.0  # the hold's end if the client does not wait (loop time)
         self._skip = -1  # its body bytes not read yet (-1: not known)
         self._skipper: KernelSkip | None = None  # dropping them in the kernel
         # Set while the next request is held back, or, once the app resumed the connection,
@@ -335,6 +339,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self.scope[ADMITTED_KEY] = answer  # type: ignore[literal-required]
                 elif answer is not None:
                     self._early = answer
+                    self._answered_at = self._time()
                     self._skip = _content_length(self.headers)
                     default_headers = self.server_state.default_headers
                     self.transport.write(keep_alive_answer(answer, default_headers))
@@ -366,7 +371,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.close()
             elif not self.transport.is_closing():
                 if answer.hold_s > 0 and answer.wait is not None:
-                    self._hold(answer.hold_s, answer.wait)
+                    self._hold(answer.hold_s, answer.early_retry_hold_s, answer.wait)
                 else:
                     self._await_next_request()
             return
@@ -398,17 +403,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._hold_timer is None and not self.transport.is_closing():
             self.flow.resume_reading()  # else held, or already resumed by the app
 
-    def _hold(self, seconds: float, wait: Callable[[Resume], Withdraw]) -> None:
-        """Read nothing more until the app resumes this connection or `seconds` pass."""
+    def _hold(
+        self, seconds: float, early_retry_s: float, wait: Callable[[Resume], Withdraw]
+    ) -> None:
+        """Read nothing more until the app resumes this connection or `seconds` have passed
+        since the answer; `early_retry_s` if the next request has arrived by then."""
         self._end_hold()
         self.flow.pause_reading()
-        self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
+        self._early_retry_at = self._answered_at + early_retry_s
+        self._hold_timer = self.loop.call_at(self._answered_at + seconds, self._hold_ran_out)
         # A weak reference: the app must not keep a closed connection's buffers alive. The app
         # may resume the connection at once, inside `wait`.
         resume = weakref.WeakMethod(self._resumed)
         self._withdraw = wait(lambda: (method := resume()) is not None and method())
 
     def _hold_ran_out(self) -> None:
+        self._hold_timer = None
+        if not _bytes_waiting(self.transport):
+            self._read_held()  # a request that comes now is a new one
+        elif (delay := self._early_retry_at - self._time()) > 0:
+            # Sent before Retry-After had passed: its client did not wait, and waits longer.
+            self._hold_timer = self.loop.call_later(delay, self._early_retry_ran_out)
+        else:
+            self._early_retry_ran_out()
+
+    def _early_retry_ran_out(self) -> None:
         self._hold_timer = None
         self._held_out = True  # before the read: its head may be decided within it
         if not self._read_held():

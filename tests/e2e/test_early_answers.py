@@ -227,9 +227,9 @@ def test_a_slot_kept_for_a_resumed_connection_that_sends_nothing_goes_back(one_s
     quiet.close()
 
 
-def test_a_request_held_until_its_hold_ran_out_is_served_by_an_idle_server(server_factory):
-    """Review finding: once the only newer waiter had been woken and gone quiet, the held-out
-    request was refused again and again on an idle server."""
+def test_a_held_request_is_served_once_a_newer_waiters_kept_slot_lapses(server_factory):
+    """Review finding: once the only newer waiter had been woken and gone quiet, the older
+    held request was refused again and again on an idle server."""
     server = server_factory(**{**ENV, "VAE_RETRY_AFTER": "1"})
     with slot_taken(server):
         mover, refused = ask(server, request("/encode"))
@@ -268,6 +268,46 @@ def test_a_request_held_until_its_hold_ran_out_is_refused_while_others_wait(serv
             sock.close()
     assert held_out is not None
     assert held_out.status == 503
+
+
+def test_a_client_that_did_not_wait_for_retry_after_waits_the_early_retry_hold(server_factory):
+    server = server_factory(**{**ENV, "VAE_RETRY_AFTER": "1", "VAE_EARLY_RETRY_HOLD": "3"})
+    with slot_taken(server):  # busy throughout
+        sock, refused = ask(server, request("/encode"))
+        assert refused.status == 503
+        sock.sendall(request("/encode"))  # at once, ignoring Retry-After
+        time.sleep(2)  # past Retry-After, and past the hold of a client that waited
+        assert not has_answer(sock), "answered before VAE_EARLY_RETRY_HOLD had passed"
+        again = read_answer(sock)
+    assert again is not None
+    assert again.status == 503
+    assert again.headers["retry-after"] == "1"
+    sock.close()
+
+
+def test_a_client_that_waited_for_retry_after_sends_a_new_request(server_factory):
+    """Its request is not one held until its hold ran out (which is refused): it came after
+    the hold, as from any new client, and takes a free slot though other connections wait."""
+    env = {"VAE_MAX_IN_FLIGHT": "2", "VAE_RETRY_AFTER": "2", "VAE_EARLY_RETRY_HOLD": "30"}
+    server = server_factory(**{**ENV, **env})
+    with slots_taken(server, 2) as (_, other):
+        polite, refused = ask(server, request("/encode"))
+        assert refused.status == 503
+        impolite, also_refused = ask(server, request("/encode"))
+        assert also_refused.status == 503
+        impolite.sendall(request("/encode"))  # at once: held for 30 s
+        time.sleep(1.2)  # past both wake windows (the first half of Retry-After)
+        other.sendall(BODY)  # a slot frees, and no held connection may be resumed
+        assert (done := read_answer(other)) is not None
+        assert done.status == 200
+        time.sleep(1.2)  # the polite client's Retry-After has passed
+        polite.sendall(request("/encode"))
+        served = read_answer(polite)
+        assert not has_answer(impolite)  # still held
+        impolite.close()
+    assert served is not None
+    assert served.status == 200
+    polite.close()
 
 
 def test_a_pipelined_request_behind_a_refused_one_is_answered_in_order(one_slot):

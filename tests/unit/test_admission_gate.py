@@ -1,7 +1,7 @@
 """`AdmissionGate`, the bound the server consults from a request's head: which requests it
 admits or refuses early, what the refusal is, how it is counted, and which held connection a
-freed slot resumes (the newest, if it has waited less than half its hold; one held until its
-hold ran out yields to the others on a busy worker)."""
+freed slot resumes (the newest, if it has waited less than half its Retry-After; one held
+until its hold ran out is refused)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ SIZED = [(b"content-length", b"14")]  # a body of declared length within the lim
 
 
 def gate(
-    max_in_flight: int = 1, *, cors: bool = False, retry_after: int = 3, max_bytes: int = 0
+    max_in_flight: int = 1,
+    *,
+    cors: bool = False,
+    retry_after: int = 3,
+    early_retry_hold: float = 0.0,
+    max_bytes: int = 0,
 ) -> AdmissionGate:
     return AdmissionGate(
         routes=ROUTES,
@@ -29,6 +34,7 @@ def gate(
         max_body_bytes_in_flight=max_bytes,
         max_body_bytes=1000,
         retry_after=retry_after,
+        early_retry_hold=early_retry_hold,
         metrics=Metrics(),
         access_log=False,
         cors=cors,
@@ -123,7 +129,10 @@ def test_the_refusal_is_the_apps_overloaded_answer_counted_in_the_metrics():
     assert headers[b"content-type"] == b"application/json"
     assert int(headers[b"content-length"]) == len(answer.body)
     assert b'"code":"overloaded"' in answer.body
-    assert answer.hold_s == 3.0
+    # The next request is looked at just before Retry-After ends (a client that waited has
+    # not sent it yet); held at least until it ends if it came earlier.
+    assert 2.0 < answer.hold_s < 3.0
+    assert answer.early_retry_hold_s == 3.0
     labels = {"route": "/decode", "method": "POST", "status": "503"}
     assert sample(g, "vae_http_requests_total", **labels) == 1.0
     assert sample(g, "vae_http_errors_total", route="/decode", code="overloaded") == 1.0
@@ -199,18 +208,21 @@ def test_a_kept_slot_not_taken_in_time_goes_to_the_next_held_connection():
     assert g.full  # the slot is kept for "older" now
 
 
-def test_a_request_held_until_its_hold_ran_out_yields_a_free_slot_to_a_newer_one():
-    g = full(gate())
-    resumed: list[str] = []
-    withdraw = hold(g, resumed, "newer")
-    g.in_flight = 0  # a slot is free, and a newer request still waits
+@pytest.mark.parametrize(("early_retry_hold", "held_for"), [(0.0, 3.0), (2.0, 3.0), (10.0, 10.0)])
+def test_a_client_that_did_not_wait_is_held_for_the_early_retry_hold(early_retry_hold, held_for):
+    answer = full(gate(early_retry_hold=early_retry_hold)).early_answer(
+        b"POST", b"/encode", SIZED, False
+    )
+    assert answer is not None
+    assert answer.early_retry_hold_s == held_for  # never less than Retry-After (3 s)
+
+
+def test_a_request_held_until_its_hold_ran_out_is_refused_with_a_slot_free():
+    g = gate()  # idle: admitted, the request would carry its whole hold in its latency
     stale = g.early_answer(b"POST", b"/encode", SIZED, True)
     assert stale is not None
     assert stale.status == 503
-    assert resumed == ["newer"]
-    withdraw(True)
-    # With nobody waiting, the same request is admitted.
-    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
+    assert g.in_flight == 0
 
 
 def test_a_parameterised_route_is_refused_in_its_protocols_dialect():
@@ -225,16 +237,16 @@ def test_a_parameterised_route_is_refused_in_its_protocols_dialect():
         assert g.early_answer(b"POST", target, SIZED, False) is None
 
 
-def test_a_held_out_request_is_admitted_when_no_newer_connection_still_waits():
-    g = full(gate())
+def test_on_an_idle_worker_a_refused_held_out_request_is_followed_at_once_by_its_retry():
+    g = gate()
+    stale = g.early_answer(b"POST", b"/encode", SIZED, True)
+    assert stale is not None
+    assert stale.wait is not None
     resumed: list[str] = []
-    withdraw = hold(g, resumed, "gone")
-    hold(g, resumed, "closed", alive=False)
-    withdraw(False)  # its hold ended another way (or it closed): the gate forgets it
-    g.in_flight = 0
-    # An idle worker never refuses: nobody newer is waiting for the free slot.
-    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
-    assert resumed == []
+    withdraw = stale.wait(lambda: resumed.append("retry") is None)
+    assert resumed == ["retry"]  # room is free: the connection is resumed as it is held
+    withdraw(True)
+    assert g.early_answer(b"POST", b"/encode", SIZED, False) == Admitted(14)
 
 
 def test_a_held_connection_is_resumed_only_within_the_first_half_of_its_hold():
@@ -244,13 +256,10 @@ def test_a_held_connection_is_resumed_only_within_the_first_half_of_its_hold():
     time.sleep(0.6)  # past half of the 1 s hold: resumed now, it would carry that wait
     g.release(0)
     assert resumed == []
-    # A held-out request on a busy worker yields to the connections still waiting; an idle
-    # worker admits it.
+    # Read when its hold runs out, it is refused though a slot is free.
     stale = g.early_answer(b"POST", b"/encode", SIZED, True)
     assert stale is not None
     assert stale.status == 503
-    g.in_flight = 0
-    assert g.early_answer(b"POST", b"/encode", SIZED, True) == Admitted(14)
 
 
 def test_a_newer_waiter_past_its_window_does_not_stop_an_older_one_being_resumed():
