@@ -34,6 +34,7 @@ from uvicorn.supervisors import Multiprocess
 from service.config import MULTIPROC_ENV, Settings, http_limits, session_options
 from service.runtime.errors import ModelLoadError
 from service.runtime.providers import resolve_providers
+from service.server.direct_reads import MAX_SKIPS
 from service.server.protocol import LimitedHttpToolsProtocol
 
 EXIT_BAD_SETTINGS = 2
@@ -126,8 +127,9 @@ class _Supervisor(Multiprocess):
 
 
 # File descriptors a worker needs beside its connections (listening socket, logs, pipes to
-# the supervisor, ONNX Runtime, Python's own).
-_SPARE_FDS = 256
+# the supervisor, ONNX Runtime, Python's own, and the duplicates of refused bodies being
+# dropped in the kernel).
+_SPARE_FDS = 256 + MAX_SKIPS
 
 
 def _raise_fd_limit(max_connections: int) -> None:

@@ -70,8 +70,6 @@ TRIM_AFTER_IN_FLIGHT = 64
 TRIM_DELAY_S = 1.0
 # Held connections looked at, newest first, for one to resume (bounds the work per release).
 _WAKE_SCAN = 16
-# A held connection's socket is looked at after this share of Retry-After (see _hold_s).
-_POLITE_SHARE = 0.9
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -142,12 +140,11 @@ class AdmissionGate:
         self.reserved = 0
         self.reserved_bytes = 0
         self._next_key = 0
-        # A held connection is read once its client's Retry-After has about passed (a request
-        # that comes later is a new one); one whose next request came before that (its client
-        # did not wait) is held until `early_retry_hold`, so such a client costs one refusal
-        # per that period. The server looks just before Retry-After ends: a client that
-        # waited cannot have sent yet.
-        self._hold_s = retry_after * _POLITE_SHARE
+        # A held connection is read once its client's Retry-After has passed (a request that
+        # comes later is a new one); one whose next request came before that (its client did
+        # not wait) is held until `early_retry_hold`, so such a client costs one refusal per
+        # that period.
+        self._hold_s = float(retry_after)
         self._early_retry_hold_s = max(float(retry_after), early_retry_hold)
         # A held request is resumed only within the first half of Retry-After: one resumed
         # later would be admitted after waiting about as long as the client was told to wait,
@@ -288,7 +285,7 @@ class AdmissionGate:
             now = time.monotonic()
             # The newest within its window, among the newest few: a slow refused body can put
             # an entry past its window above ones still within theirs. Those past it stay
-            # listed (a held-out request yields to them) until their own hold runs out.
+            # listed until their own hold runs out.
             found = next(
                 (
                     (key, waiter)

@@ -17,6 +17,7 @@ is even parsed. Two ways around that:
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import socket
 import sys
@@ -28,16 +29,21 @@ HEAD_READ_BYTES = 16 * 1024
 # of KB through the transport) only for at least this many bytes.
 MIN_SKIP_BYTES = 64 * 1024
 
+# At most this many skips at once per worker, each holding a second descriptor of its
+# connection (service.__main__ budgets them in the open-files limit); past it, refused
+# bodies are read as before.
+MAX_SKIPS = 256
+
 _TCP = frozenset({socket.AF_INET, socket.AF_INET6})
 # MSG_TRUNC drops TCP bytes without touching the buffer, which must still be large enough for
-# the count asked for; its pages are never written, so they never become resident.
-_SCRATCH = bytearray(1 << 20)
+# the count asked for: an anonymous mapping whose pages, never written, never become resident.
+_SCRATCH = mmap.mmap(-1, 1 << 20)
 _SCRATCH_LEN = len(_SCRATCH)
 
 
 def _tcp_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
-    """The transport's socket object (uvloop's stand-in), if TCP on Linux."""
-    if sys.platform != "linux":
+    """The transport's socket object (uvloop's stand-in), if plain TCP on Linux."""
+    if sys.platform != "linux" or transport.get_extra_info("ssl_object") is not None:
         return None
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in _TCP or sock.type != socket.SOCK_STREAM:
@@ -52,7 +58,8 @@ def read_now(transport: asyncio.BaseTransport, size: int) -> bytes | None:
     if sock is None:
         return None
     # A socket object over the same descriptor, detached before it could close it.
-    raw = socket.socket(sock.family, sock.type, sock.proto, sock.fileno())
+    # Non-blocking as the descriptor is, whatever socket.setdefaulttimeout says.
+    raw = socket.socket(sock.family, sock.type | socket.SOCK_NONBLOCK, sock.proto, sock.fileno())
     try:
         return raw.recv(size)
     except (BlockingIOError, InterruptedError):
@@ -69,6 +76,8 @@ class KernelSkip:
 
     __slots__ = ("_done", "_fd", "_left", "_loop", "_sock")
 
+    active = 0  # skips in progress in this process
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -82,6 +91,7 @@ class KernelSkip:
         self._left = count
         self._done = done
         loop.add_reader(self._fd, self._ready)
+        KernelSkip.active += 1
 
     @classmethod
     def start(
@@ -94,14 +104,19 @@ class KernelSkip:
         """A skip of `transport`'s next `count` bytes, or None where the kernel cannot drop
         them (not Linux, not TCP): the caller then reads them as usual."""
         sock = _tcp_socket(transport)
-        if sock is None:
+        if sock is None or cls.active >= MAX_SKIPS:
             return None
         try:
-            fd = os.dup(sock.fileno())
+            dup = socket.socket(
+                sock.family, sock.type | socket.SOCK_NONBLOCK, sock.proto, os.dup(sock.fileno())
+            )
         except OSError:
             return None
-        # The duplicate shares the file description, so it is non-blocking already.
-        return cls(loop, socket.socket(sock.family, sock.type, sock.proto, fd), count, done)
+        try:
+            return cls(loop, dup, count, done)
+        except BaseException:
+            dup.close()
+            raise
 
     def _ready(self) -> None:
         try:
@@ -122,3 +137,4 @@ class KernelSkip:
             self._loop.remove_reader(self._fd)
             self._sock.close()  # the duplicate only: the connection stays open
             self._fd = -1
+            KernelSkip.active -= 1

@@ -45,9 +45,10 @@ class EarlyAnswer(NamedTuple):
     headers: list[tuple[bytes, bytes]]  # lower-case names, Content-Length included
     body: bytes
     # Once the refused request's body has been read, the connection's next request is read
-    # only when the app calls the `Resume` given to `wait`, or once `hold_s` seconds have
-    # passed since this answer if that request has not arrived by then; if it has (its
-    # client did not wait for Retry-After), once `early_retry_hold_s` have.
+    # only when the app calls the `Resume` given to `wait`, or once `hold_s` seconds (its
+    # Retry-After) have passed since this answer; if that request came before then (its
+    # client did not wait), once `early_retry_hold_s` have. The server looks just before
+    # `hold_s` ends, and only what came before that counts as early.
     hold_s: float = 0.0
     early_retry_hold_s: float = 0.0
     wait: Callable[[Resume], Withdraw] | None = None

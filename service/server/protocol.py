@@ -67,6 +67,9 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # the kernel send a reset, which can destroy the answer before the client reads it.
 LINGER_S = 1.0
 LINGER_MAX_BYTES = 1 << 20
+# A held connection's socket is looked at after this share of its hold (Retry-After): a client
+# that waited for Retry-After cannot have sent its next request yet.
+LOOK_SHARE = 0.9
 # A connection resumed by the app (a slot kept for it) that has begun no request after this
 # long gives the slot back; its client honours Retry-After, or has stopped.
 CLAIM_S = 0.25
@@ -174,6 +177,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         "_early_retry_at",
         "_head_bytes",
         "_held_out",
+        "_hold_ends",
         "_hold_timer",
         "_phase",
         "_skip",
@@ -209,7 +213,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._early_answer = app_state.get(EARLY_ANSWER_KEY)
         self._early: EarlyAnswer | None = None  # the request being read was answered early
         self._answered_at = 0.0  # when (loop time); the holds count from then
-        self._early_retry_at = 0.0  # the hold's end if the client does not wait (loop time)
+        self._hold_ends = 0.0  # the hold's end for a client that waits (loop time)
+        self._early_retry_at = 0.0  # its end for one that does not
         self._skip = -1  # its body bytes not read yet (-1: not known)
         self._skipper: KernelSkip | None = None  # dropping them in the kernel
         # Set while the next request is held back, or, once the app resumed the connection,
@@ -407,11 +412,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self, seconds: float, early_retry_s: float, wait: Callable[[Resume], Withdraw]
     ) -> None:
         """Read nothing more until the app resumes this connection or `seconds` have passed
-        since the answer; `early_retry_s` if the next request has arrived by then."""
+        since the answer; `early_retry_s` if the next request came before that."""
         self._end_hold()
         self.flow.pause_reading()
-        self._early_retry_at = self._answered_at + early_retry_s
-        self._hold_timer = self.loop.call_at(self._answered_at + seconds, self._hold_ran_out)
+        answered = self._answered_at
+        self._early_retry_at = answered + early_retry_s
+        self._hold_timer = self.loop.call_at(answered + seconds * LOOK_SHARE, self._hold_ran_out)
+        self._hold_ends = answered + seconds
         # A weak reference: the app must not keep a closed connection's buffers alive. The app
         # may resume the connection at once, inside `wait`.
         resume = weakref.WeakMethod(self._resumed)
@@ -419,13 +426,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _hold_ran_out(self) -> None:
         self._hold_timer = None
-        if not _bytes_waiting(self.transport):
-            self._read_held()  # a request that comes now is a new one
-        elif (delay := self._early_retry_at - self._time()) > 0:
+        now = self._time()
+        # Looked at too late (a slow refused body, a busy loop), waiting bytes may have been
+        # sent after Retry-After: the request is then taken as a new one.
+        if now < self._hold_ends and (self._phase == _HEAD or _bytes_waiting(self.transport)):
             # Sent before Retry-After had passed: its client did not wait, and waits longer.
-            self._hold_timer = self.loop.call_later(delay, self._early_retry_ran_out)
+            self._hold_timer = self.loop.call_later(
+                self._early_retry_at - now, self._early_retry_ran_out
+            )
         else:
-            self._early_retry_ran_out()
+            self._read_held()  # a request that comes now is a new one
 
     def _early_retry_ran_out(self) -> None:
         self._hold_timer = None

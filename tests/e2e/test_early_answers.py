@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -229,8 +230,9 @@ def test_a_slot_kept_for_a_resumed_connection_that_sends_nothing_goes_back(one_s
 
 def test_a_held_request_is_served_once_a_newer_waiters_kept_slot_lapses(server_factory):
     """Review finding: once the only newer waiter had been woken and gone quiet, the older
-    held request was refused again and again on an idle server."""
-    server = server_factory(**{**ENV, "VAE_RETRY_AFTER": "1"})
+    held request was refused again and again on an idle server. (Retry-After 3 s: the older
+    one must be resumed within the first half of it, after the newer one's 0.25 s claim.)"""
+    server = server_factory(**{**ENV, "VAE_RETRY_AFTER": "3"})
     with slot_taken(server):
         mover, refused = ask(server, request("/encode"))
         assert refused.status == 503
@@ -373,7 +375,7 @@ def test_a_request_arriving_with_the_tail_of_a_refused_one_is_read_in_full(one_s
 
 
 # A refused body this large arriving after its head is dropped in the kernel
-# (service.server.kernel_skip), not read through the parser.
+# (service.server.direct_reads), not read through the parser.
 LARGE_BODY = orjson.dumps({"images": [[0.25] * 784] * 64, "seed": 3})
 
 
@@ -407,22 +409,32 @@ def test_a_large_refused_body_is_dropped_exactly_up_to_the_next_request(one_slot
     sock.close()
 
 
+def open_fds(server: Server) -> int:
+    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
 def test_a_client_gone_in_the_middle_of_a_large_refused_body_costs_nothing(one_slot):
     raw = request("/encode", body=LARGE_BODY)
     split = raw.index(b"\r\n\r\n") + 4
     with slot_taken(one_slot):
-        for _ in range(3):
+        before = open_fds(one_slot)
+        for close in (True, True, False):
             sock = connect(one_slot, timeout=LIVENESS_S)
             sock.sendall(raw[:split])
             assert (refused := read_answer(sock)) is not None
             assert refused.status == 503
             send_in_parts(sock, raw[split : split + 100_000], parts=2)
-            sock.close()
-    # The slot came back and nothing was kept for the closed connections.
-    deadline = time.monotonic() + LIVENESS_S
-    while status_of_one_request(one_slot) != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+            if close:
+                sock.close()
+            else:  # the client's end of the stream, mid-body: the server closes too
+                sock.shutdown(socket.SHUT_WR)
+                assert sock.recv(1) == b"", "answered, not closed, when the client ended"
+                sock.close()
+        # Each connection, and the descriptor its body was being dropped through, is closed.
+        deadline = time.monotonic() + LIVENESS_S
+        while open_fds(one_slot) > before:
+            assert time.monotonic() < deadline, "descriptors of closed connections left open"
+            time.sleep(0.05)
     assert "Traceback" not in one_slot.log()
 
 
