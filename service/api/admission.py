@@ -231,6 +231,7 @@ class AdmissionGate:
             body,
             hold_s=self._hold_s,
             early_retry_hold_s=self._early_retry_hold_s,
+            body_bytes=body_bytes,
             # Counted from now: the client sends its next request once it has this answer,
             # and the refused body may take a while to be read.
             wait=functools.partial(self._wait, body_bytes, time.monotonic() + self._wake_within_s),

@@ -51,6 +51,8 @@ class EarlyAnswer(NamedTuple):
     # `hold_s` ends, and only what came before that counts as early.
     hold_s: float = 0.0
     early_retry_hold_s: float = 0.0
+    # The request's declared body length (-1: not known): what the server drops unread.
+    body_bytes: int = -1
     wait: Callable[[Resume], Withdraw] | None = None
 
 

@@ -120,17 +120,6 @@ def _bytes_waiting(transport: asyncio.Transport) -> bool:
         return True
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The body length a request head declares, or -1 (chunked, or none)."""
-    length = -1
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return -1
-        if name == b"content-length":
-            length = int(value)  # the parser has checked it
-    return length
-
-
 def _new_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
     """A request parser as uvicorn makes one for a new connection."""
     parser = httptools.HttpRequestParser(protocol)
@@ -345,7 +334,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 elif answer is not None:
                     self._early = answer
                     self._answered_at = self._time()
-                    self._skip = _content_length(self.headers)
+                    self._skip = answer.body_bytes
                     default_headers = self.server_state.default_headers
                     self.transport.write(keep_alive_answer(answer, default_headers))
                     return

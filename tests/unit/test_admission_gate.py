@@ -132,6 +132,7 @@ def test_the_refusal_is_the_apps_overloaded_answer_counted_in_the_metrics():
     # The next request is held until Retry-After has passed, at least, if it came earlier.
     assert answer.hold_s == 3.0
     assert answer.early_retry_hold_s == 3.0
+    assert answer.body_bytes == 14  # the declared body, which the server then drops unread
     labels = {"route": "/decode", "method": "POST", "status": "503"}
     assert sample(g, "vae_http_requests_total", **labels) == 1.0
     assert sample(g, "vae_http_errors_total", route="/decode", code="overloaded") == 1.0
