@@ -462,8 +462,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def _read_head_first(self) -> None:
-        """Resume reading with the next request's head alone, read at once: a request held
-        until its hold ran out is likely refused, and its body then need not be read."""
+        """Resume reading, with what has already come (up to a head and a small body) read at
+        once: a request held until its hold ran out is refused, and is then decided before
+        libuv reads 256 KB of its body."""
         data = direct_reads.read_now(self.transport, direct_reads.HEAD_READ_BYTES)
         flow = self.flow
         if data:
