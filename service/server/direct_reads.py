@@ -62,9 +62,7 @@ def read_now(transport: asyncio.BaseTransport, size: int) -> bytes | None:
     raw = socket.socket(sock.family, sock.type | socket.SOCK_NONBLOCK, sock.proto, sock.fileno())
     try:
         return raw.recv(size)
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError:  # reset: the transport's own read will report it
+    except OSError:  # nothing yet; or reset, which the transport's own read will report
         return None
     finally:
         raw.detach()
@@ -102,7 +100,8 @@ class KernelSkip:
         done: Callable[[bool], None],
     ) -> KernelSkip | None:
         """A skip of `transport`'s next `count` bytes, or None where the kernel cannot drop
-        them (not Linux, not TCP): the caller then reads them as usual."""
+        them (not Linux, not plain TCP) or `MAX_SKIPS` are under way: the caller then reads
+        them as usual."""
         sock = _tcp_socket(transport)
         if sock is None or cls.active >= MAX_SKIPS:
             return None
